@@ -1,0 +1,127 @@
+"""Nodes: where steps run. One protocol, several transports.
+
+Every deploy, side-load and preflight step takes Nodes, so the same code serves the
+lab (LXDNode, in lab/lxd.py), real machines over SSH (SSHNode) and this machine
+(LocalNode, optionally inside a network namespace). Unit tests use a recording fake.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from airgap import process
+from airgap.errors import CommandError
+from airgap.fileio import write_atomic
+
+
+@dataclass(frozen=True)
+class RunResult:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+@runtime_checkable
+class Node(Protocol):
+    """Runs commands and moves files on one machine."""
+
+    name: str
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        input: bytes | None = None,
+        timeout: float | None = None,
+    ) -> RunResult: ...
+
+    def put(self, local: Path, remote: str, mode: int = 0o644) -> None:
+        """Copy a local file to the node, creating parent directories."""
+        ...
+
+    def write(self, remote: str, data: bytes, mode: int = 0o644) -> None:
+        """Write bytes to a file on the node, creating parent directories."""
+        ...
+
+    def get(self, remote: str) -> bytes:
+        """Read a file from the node."""
+        ...
+
+
+def check_result(node_name: str, result: RunResult) -> RunResult:
+    if result.returncode != 0:
+        raise CommandError(
+            result.argv, result.returncode, result.stdout, result.stderr, where=node_name
+        )
+    return result
+
+
+@dataclass
+class LocalNode:
+    """This machine, or a network namespace on it (``netns``: a name in /run/netns).
+
+    Namespaces are entered with nsenter, not ``ip netns exec``, which remounts /sys
+    and breaks runc (FACTS).
+    """
+
+    name: str = "local"
+    netns: str | None = None
+    sudo: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def _wrap(self, argv: Sequence[str]) -> list[str]:
+        out = [str(a) for a in argv]
+        if self.netns:
+            out = ["nsenter", f"--net=/run/netns/{self.netns}", "--", *out]
+        if self.sudo:
+            out = ["sudo", "-n", *out]
+        return out
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        input: bytes | None = None,
+        timeout: float | None = None,
+    ) -> RunResult:
+        full_env = {**self.extra_env, **(env or {})}
+        proc = process.run(
+            self._wrap(argv), env=full_env or None, input=input, check=False, timeout=timeout
+        )
+        result = RunResult(list(map(str, argv)), proc.returncode, proc.stdout, proc.stderr)
+        return check_result(self.name, result) if check else result
+
+    def put(self, local: Path, remote: str, mode: int = 0o644) -> None:
+        dest = Path(remote)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.part")
+        shutil.copyfile(local, tmp)
+        tmp.chmod(mode)
+        tmp.replace(dest)
+
+    def write(self, remote: str, data: bytes, mode: int = 0o644) -> None:
+        write_atomic(remote, data, mode)
+
+    def get(self, remote: str) -> bytes:
+        return Path(remote).read_bytes()
+
+    def __str__(self) -> str:
+        return self.name if not self.netns else f"{self.name} (netns {self.netns})"
+
+
+def shell_quote(argv: Sequence[str]) -> str:
+    return shlex.join([str(a) for a in argv])

@@ -1,0 +1,90 @@
+"""The one place that runs subprocesses on this machine.
+
+argv lists only, never a shell string; stdin defaults to /dev/null; every command is
+logged with ``shlex.join`` at debug level. Secrets travel in ``env``, which is never
+logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+
+from airgap.errors import AirgapError, CommandError
+
+log = logging.getLogger(__name__)
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    resolution: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run argv, capture text output; raise CommandError on failure when check."""
+    argv = [str(a) for a in argv]
+    log.debug("run: %s", shlex.join(argv))
+    full_env = None
+    if env is not None:
+        full_env = dict(os.environ)
+        full_env.update(env)
+    try:
+        proc = subprocess.run(
+            argv,
+            env=full_env,
+            input=input.decode() if input is not None else None,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=cwd,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise AirgapError(
+            f"Command not found: {argv[0]}",
+            resolution=resolution or f"Install {argv[0]} or put it on PATH.",
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise AirgapError(
+            f"Command timed out after {timeout} s: {shlex.join(argv)}",
+            resolution=resolution,
+        ) from exc
+    if check and proc.returncode != 0:
+        raise CommandError(argv, proc.returncode, proc.stdout, proc.stderr, resolution=resolution)
+    return proc
+
+
+def run_bytes(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+) -> bytes:
+    """Run argv and return raw stdout (for binary output such as unsquashfs -cat)."""
+    argv = [str(a) for a in argv]
+    log.debug("run: %s", shlex.join(argv))
+    full_env = None
+    if env is not None:
+        full_env = dict(os.environ)
+        full_env.update(env)
+    try:
+        proc = subprocess.run(
+            argv, env=full_env, stdin=subprocess.DEVNULL, capture_output=True,
+            timeout=timeout, check=False,
+        )
+    except FileNotFoundError as exc:
+        raise AirgapError(f"Command not found: {argv[0]}",
+                          resolution=f"Install {argv[0]} or put it on PATH.") from exc
+    if check and proc.returncode != 0:
+        raise CommandError(argv, proc.returncode, proc.stdout.decode(errors="replace"),
+                           proc.stderr.decode(errors="replace"))
+    return proc.stdout
