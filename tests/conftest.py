@@ -1,0 +1,49 @@
+"""Fixtures every test can use: real daemons, each cleaned up at the end of the test.
+
+Area-specific fixtures belong in tests/integration/conftest_<area>.py (loaded with
+`pytest_plugins`) or in the test module itself, not here.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # so `from tests.support... import` works everywhere
+
+from tests.support.registry import Registry, TestCA, start_registry  # noqa: E402
+from tests.support.require import require_binary  # noqa: E402
+
+
+@pytest.fixture
+def test_ca(tmp_path: Path) -> TestCA:
+    """A throwaway CA (openssl) in the test's temp dir."""
+    require_binary("openssl")
+    return TestCA.create(tmp_path / "test-ca")
+
+
+@pytest.fixture
+def registry_factory(tmp_path: Path) -> Iterator[Callable[..., Registry]]:
+    """start_registry(...) with workdir chosen per call; every registry is stopped at the end.
+
+    Call it as `registry_factory(tls=True, ca=test_ca, htpasswd=("u", "p"), ...)`;
+    `name="mirror"` picks the sub-directory (default reg0, reg1, ...).
+    """
+    require_binary("docker-registry")
+    started: list[Registry] = []
+
+    def make(name: str | None = None, **kwargs: Any) -> Registry:
+        workdir = tmp_path / (name or f"reg{len(started)}")
+        reg = start_registry(workdir, **kwargs)
+        started.append(reg)
+        return reg
+
+    yield make
+    for reg in reversed(started):
+        reg.stop()
