@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from airgap.errors import PlanError
+from airgap.images import ImageRef, merge_images, parse_image_ref, read_image_list
 
 DEFAULT_POD_CIDR = "10.1.0.0/16"
 DEFAULT_SERVICE_CIDR = "10.152.183.0/24"
@@ -35,6 +36,9 @@ SIDELOAD_DIR = "/var/snap/k8s/common/images"
 PROXY_DROPIN = "/etc/systemd/system/snap.k8s.containerd.service.d/http-proxy.conf"
 CONTAINERD_UNIT = "snap.k8s.containerd"
 
+_CA_RESOLUTION = (
+    "Point mirror.ca_file at the PEM file of the CA that signed the mirror's certificate."
+)
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PLATFORM_RE = re.compile(r"^linux/(amd64|arm64|arm|ppc64le|s390x|riscv64|386)(/v[5-8])?$")
@@ -97,7 +101,9 @@ class Node(_Model):
         try:
             return str(ipaddress.ip_address(v))
         except ValueError:
-            raise ValueError(f"{v!r} is not an IP address (the node's address on the cluster network)") from None
+            raise ValueError(
+                f"{v!r} is not an IP address (the node's address on the cluster network)"
+            ) from None
 
 
 class MirrorSettings(_Model):
@@ -123,7 +129,7 @@ class MirrorSettings(_Model):
                 f"{v!r} must be scheme://host[:port] only; put a nested path in mirror.path_prefix"
             )
         try:
-            parts.port
+            _ = parts.port
         except ValueError:
             raise ValueError(f"{v!r} has an invalid port") from None
         return v.rstrip("/")
@@ -134,7 +140,8 @@ class MirrorSettings(_Model):
         v = v.strip("/")
         if v and not re.match(r"^[a-z0-9{}._/-]+$", v):
             raise ValueError(
-                f"{v!r} may hold only lowercase letters, digits, '.', '_', '-', '/' and {{registry}}"
+                f"{v!r} may hold only lowercase letters, digits, '.', '_', '-', '/' "
+                "and {registry}"
             )
         if "{" in v.replace("{registry}", ""):
             raise ValueError(f"{v!r}: the only placeholder allowed is {{registry}}")
@@ -145,7 +152,8 @@ class MirrorSettings(_Model):
     def _env(cls, v: str | None) -> str | None:
         if v is not None and not _ENV_RE.match(v):
             raise ValueError(
-                f"{v!r} must be the NAME of an environment variable (credentials are never written in the plan)"
+                f"{v!r} must be the NAME of an environment variable "
+                "(credentials are never written in the plan)"
             )
         return v
 
@@ -154,7 +162,9 @@ class MirrorSettings(_Model):
         if (self.username_env is None) != (self.password_env is None):
             raise ValueError("set both username_env and password_env, or neither")
         if self.ca_file is not None and self.scheme == "http":
-            raise ValueError("ca_file is set but the mirror url is http://; use https:// or drop ca_file")
+            raise ValueError(
+                "ca_file is set but the mirror url is http://; use https:// or drop ca_file"
+            )
         return self
 
     @property
@@ -188,6 +198,17 @@ class ProxySettings(_Model):
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{v!r} must be a URL such as http://squid.internal:3128")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "credentials in the proxy URL are not supported: they would be written in "
+                "clear into a file on every node; let the proxy allow the nodes by address"
+            )
+        if any(c.isspace() or c in "\"'%$\\" for c in v):
+            raise ValueError(f"{v!r} contains a space, quote, '%', '$' or backslash")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError(f"{v!r} has an invalid port") from None
         return v
 
     @field_validator("no_proxy")
@@ -205,10 +226,42 @@ class ProxySettings(_Model):
         return self
 
 
+class RoutePersistence(str, Enum):
+    """How the placeholder default route survives a reboot (see airgap/render/route.py)."""
+
+    networkd = "networkd"
+    netplan = "netplan"
+    none = "none"
+
+
 class NetworkSettings(_Model):
     pod_cidr: str = DEFAULT_POD_CIDR
     service_cidr: str = DEFAULT_SERVICE_CIDR
     default_route_interface: str = "eth0"
+    # netplan: /etc/netplan/90-airgap-default-route.yaml (Ubuntu servers);
+    # networkd: a drop-in for the .network file named by networkd_file;
+    # none: no persistent file (the nodes already have a default route).
+    route_persistence: RoutePersistence = RoutePersistence.netplan
+    networkd_file: str | None = None
+
+    @field_validator("networkd_file")
+    @classmethod
+    def _networkd_file(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9._@-]*\.network$", v):
+            raise ValueError(
+                f"{v!r} must be the file name (no directory) of the .network unit that "
+                "configures the interface, e.g. 10-netplan-eth0.network"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _persistence(self) -> NetworkSettings:
+        if self.route_persistence is RoutePersistence.networkd and self.networkd_file is None:
+            raise ValueError(
+                "route_persistence is networkd: set networkd_file to the .network file that "
+                "configures the interface (`networkctl status IFACE` shows it as 'Network File')"
+            )
+        return self
 
     @field_validator("pod_cidr", "service_cidr")
     @classmethod
@@ -255,6 +308,16 @@ class K8sSettings(_Model):
 class ImageSettings(_Model):
     files: list[Path] = Field(default_factory=list)
     extra: list[str] = Field(default_factory=list)
+
+    @field_validator("extra")
+    @classmethod
+    def _extra(cls, v: list[str]) -> list[str]:
+        for n, item in enumerate(v):
+            try:
+                parse_image_ref(item)
+            except ValueError as exc:
+                raise ValueError(f"item {n}: invalid image reference: {exc}") from None
+        return v
 
 
 Platform = Annotated[str, Field()]
@@ -344,7 +407,7 @@ class Plan(_Model):
         return mode in self.access
 
 
-def _loc(err: dict[str, Any]) -> str:
+def _loc(err: Any) -> str:
     out = ""
     for part in err["loc"]:
         if isinstance(part, int):
@@ -418,7 +481,7 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     if plan.mirror and plan.mirror.ca_file and not plan.resolve(plan.mirror.ca_file).is_file():
         raise PlanError(
             f"{p}: mirror.ca_file: {plan.mirror.ca_file} does not exist",
-            resolution="Point mirror.ca_file at the PEM file of the CA that signed the mirror's certificate.",
+            resolution=_CA_RESOLUTION,
         )
     return plan
 
@@ -436,3 +499,116 @@ def mirror_credentials(plan: Plan) -> tuple[str, str] | None:
         )
     return os.environ[m.username_env], os.environ[m.password_env]
 
+
+
+def mirror_ca_pem(plan: Plan) -> bytes | None:
+    """The mirror's CA certificate(s), checked to be PEM, or None when the plan has none.
+
+    Read here, once, so that the renderers stay pure and a bad CA file fails before any
+    file is written rather than on a node at pull time.
+    """
+    if plan.mirror is None or plan.mirror.ca_file is None:
+        return None
+    from cryptography import x509
+
+    path = plan.resolve(plan.mirror.ca_file)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PlanError(
+            f"{plan.source}: mirror.ca_file: cannot read {path} ({exc.strerror or exc})",
+            resolution=_CA_RESOLUTION,
+        ) from None
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        certs = []
+    if not certs:
+        raise PlanError(
+            f"{plan.source}: mirror.ca_file: {path} is not a PEM certificate",
+            resolution="Use the CA certificate in PEM form (-----BEGIN CERTIFICATE-----), "
+            "e.g. `openssl x509 -in ca.der -inform der -out ca.crt`.",
+        )
+    return data
+
+
+_STARTER_HEAD = """\
+# airgap.yaml: the plan for an air-gapped install of Canonical Kubernetes (the k8s snap).
+# Every field is validated when a task loads it; unknown fields are rejected.
+# Relative paths are resolved against this file's directory.
+# Preview every file the plan puts on a node:  invoke render --plan {name} --out rendered
+
+k8s:
+  channel: 1.32-classic/stable        # the k8s snap channel to download
+  # containerd_base_dir: /opt/k8s     # only if bootstrap/join set containerd-base-dir
+
+# How nodes get images: one or more of proxy, mirror, sideload.
+access: [{mode}]
+
+nodes:
+  - name: node-1                      # lowercase host name
+    address: 10.10.10.11              # the node's address on the cluster network
+    role: control-plane               # control-plane or worker
+    transport: ssh                    # ssh, lxd or local
+    ssh:
+      user: ubuntu
+      # key_file: ~/.ssh/id_ed25519
+  - name: node-2
+    address: 10.10.10.12
+    role: worker
+    transport: ssh
+    ssh:
+      user: ubuntu
+"""
+
+_STARTER_MIRROR = """
+# A private registry that holds every image (filled by `invoke mirror`).
+mirror:
+  url: http://10.10.10.10:5050        # scheme://host[:port]; for https:// see ca_file
+  # ca_file: mirror-ca.crt            # PEM CA of the mirror's certificate (https only)
+  # path_prefix: mirror/{{registry}}   # nested path below the mirror; {{registry}} = e.g. ghcr.io
+  fallback: false                     # false: a missing image fails fast at the mirror
+  # username_env: MIRROR_USER         # credentials come from these environment variables,
+  # password_env: MIRROR_PASSWORD     # never from this file
+"""
+
+_STARTER_PROXY = """
+# An HTTP proxy the nodes' containerd uses to reach the upstream registries.
+proxy:
+  http: http://squid.internal:3128
+  https: http://squid.internal:3128
+  no_proxy: []                        # extra hosts/CIDRs; pod and service CIDRs, node
+                                      # addresses, the mirror and localhost are always added
+"""
+
+_STARTER_TAIL = """
+network:
+  pod_cidr: 10.1.0.0/16
+  service_cidr: 10.152.183.0/24
+  default_route_interface: eth0       # gets the placeholder default route (no gateway needed)
+  route_persistence: netplan          # netplan, networkd (needs networkd_file) or none
+  # networkd_file: 10-eth0.network    # the .network file of that interface (networkd only)
+
+images:
+  files: []                           # workload image lists, one reference per line
+  extra: []                           # more references, e.g. docker.io/library/nginx:1.27
+
+platforms: [linux/amd64]
+"""
+
+
+def starter_plan(mode: Mode, name: str = "airgap.yaml") -> str:
+    """A commented plan that validates as written, for `invoke init`."""
+    text = _STARTER_HEAD.format(name=name, mode=mode.value)
+    if mode is Mode.mirror:
+        text += _STARTER_MIRROR.format()
+    if mode is Mode.proxy:
+        text += _STARTER_PROXY
+    return text + _STARTER_TAIL
+
+
+def workload_images(plan: Plan) -> list[ImageRef]:
+    """The plan's own images: every file in images.files plus images.extra, merged."""
+    lists = [read_image_list(plan.resolve(f)) for f in plan.images.files]
+    lists.append([parse_image_ref(e) for e in plan.images.extra])
+    return merge_images(*lists)

@@ -144,7 +144,7 @@ def read_image_list(path: str | Path) -> list[ImageRef]:
     except FileNotFoundError:
         raise ImageListError(f"{p}: image list not found") from None
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # an editor's byte-order mark is not part of line 1
     except UnicodeDecodeError:
         raise ImageListError(f"{p}: not a text file (UTF-8 expected)") from None
     return parse_image_list(text, str(p))

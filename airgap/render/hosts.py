@@ -1,0 +1,191 @@
+"""containerd hosts.toml: send every pull for an upstream registry to the mirror.
+
+The seed procedure gets these files wrong in three ways (FACTS): its nested-path
+example leaves ``server`` unquoted (not TOML, containerd rejects the file), it points
+``ca`` at the strict-confinement path while copying the CA to the classic one, and it
+leaves ``server`` at the upstream, so an image missing from the mirror sends the node
+into DNS and connect time-outs towards the internet. Here the CA is referenced as
+``ca = "ca.crt"``, which containerd resolves against the host's own directory under
+both layouts, and ``fallback: false`` makes the mirror the ``server`` too, so a miss
+fails at once with "not found".
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import tomli_w
+
+from airgap.config import MirrorSettings, Mode, Plan
+from airgap.errors import PlanError
+from airgap.images import upstream_server
+from airgap.render import RenderedFile
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CA_FILE_NAME = "ca.crt"
+CAPABILITIES = ["pull", "resolve"]
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PREFIX_RE = re.compile(rf"^(?:{_COMPONENT}(?:/{_COMPONENT})*)?$")
+_HOST_KEYS = {"capabilities", "ca", "client", "skip_verify", "header", "override_path"}
+
+
+def host_dir_name(registry: str) -> str:
+    """The directory containerd looks up for a registry: ``host:port`` when it has a port."""
+    return registry
+
+
+def mirror_endpoint(mirror: MirrorSettings, registry: str) -> tuple[str, bool]:
+    """The URL containerd should use for ``registry`` and whether it needs override_path.
+
+    With a nested path the URL must name the full API path (``/v2/<prefix>``) and
+    ``override_path = true`` stops containerd from appending another ``/v2``.
+    """
+    prefix = mirror.prefix_for(registry).strip("/")
+    if not _PREFIX_RE.match(prefix):
+        raise ValueError(
+            f"mirror.path_prefix {mirror.path_prefix!r} gives {prefix!r} for {registry}, "
+            "which is not a valid repository path"
+        )
+    base = f"{mirror.scheme}://{mirror.host}"
+    if prefix:
+        return f"{base}/v2/{prefix}", True
+    return base, False
+
+
+def hosts_toml_data(registry: str, mirror: MirrorSettings, *, with_ca: bool) -> dict[str, Any]:
+    """The hosts.toml document for one upstream registry, as data."""
+    url, override = mirror_endpoint(mirror, registry)
+    host: dict[str, Any] = {"capabilities": list(CAPABILITIES)}
+    if with_ca:
+        host["ca"] = CA_FILE_NAME
+    if override:
+        host["override_path"] = True
+    doc: dict[str, Any] = {}
+    if mirror.fallback:
+        doc["server"] = upstream_server(registry)
+    else:
+        # Top-level keys apply to `server` only (FACTS): repeat ca and override_path,
+        # or a miss reports an x509 error or a wrong path instead of "not found".
+        doc["server"] = url
+        doc["capabilities"] = list(CAPABILITIES)
+        if with_ca:
+            doc["ca"] = CA_FILE_NAME
+        if override:
+            doc["override_path"] = True
+    doc["host"] = {url: host}
+    return doc
+
+
+def render_hosts_toml(registry: str, mirror: MirrorSettings, *, with_ca: bool) -> str:
+    doc = hosts_toml_data(registry, mirror, with_ca=with_ca)
+    head = (
+        f"# containerd registry config for {registry}, written by k8s-airgap.\n"
+        f"# Pulls of {registry}/* go to the mirror {mirror.url}"
+        + (
+            f"; on a miss, containerd falls back to {doc['server']}.\n"
+            if mirror.fallback
+            else "; a missing image fails at the mirror (no fallback).\n"
+        )
+    )
+    return head + tomli_w.dumps(doc)
+
+
+def render_hosts_files(
+    plan: Plan, registries: Iterable[str], ca_pem: bytes | None
+) -> list[RenderedFile]:
+    """hosts.toml (and ca.crt next to it) for every upstream registry the images name.
+
+    Empty unless the plan uses a mirror. ``ca_pem`` is the mirror's CA (see
+    ``airgap.config.mirror_ca_pem``); it is only used for an https mirror.
+    """
+    mirror = plan.mirror
+    if mirror is None or not plan.has(Mode.mirror):
+        return []
+    with_ca = ca_pem is not None and mirror.scheme == "https"
+    out: list[RenderedFile] = []
+    for registry in sorted(set(registries)):
+        if registry == mirror.host:
+            continue
+        directory = f"{plan.k8s.hosts_dir}/{host_dir_name(registry)}"
+        try:
+            content = render_hosts_toml(registry, mirror, with_ca=with_ca)
+        except ValueError as exc:
+            raise PlanError(
+                f"{plan.source}: {exc}",
+                resolution="Use a prefix of lowercase path components; "
+                "{registry} cannot be used for a registry with a port.",
+            ) from None
+        out.append(RenderedFile(f"{directory}/hosts.toml", content.encode(), 0o644))
+        if with_ca:
+            assert ca_pem is not None
+            out.append(RenderedFile(f"{directory}/{CA_FILE_NAME}", ca_pem, 0o644))
+    return out
+
+
+def check_hosts_toml(
+    content: str, *, directory: str, exists: Callable[[str], bool]
+) -> list[str]:
+    """Problems containerd would have with a hosts.toml in ``directory`` (empty: none).
+
+    ``exists`` answers whether a path exists on the node, so the same check serves
+    rendered files (before they are written) and files already on a node.
+    """
+    try:
+        doc = tomllib.loads(content)
+    except tomllib.TOMLDecodeError as exc:
+        return [f"not valid TOML: {exc}"]
+    problems: list[str] = []
+
+    def check_url(where: str, value: object) -> None:
+        if not isinstance(value, str):
+            problems.append(f"{where}: must be a quoted string, got {value!r}")
+            return
+        parts = urlsplit(value if "://" in value else f"https://{value}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(f"{where}: {value!r} is not a registry URL")
+
+    def check_entry(where: str, entry: dict[str, Any]) -> None:
+        cas = entry.get("ca")
+        for ca in [cas] if isinstance(cas, str) else (cas or []):
+            if not isinstance(ca, str):
+                problems.append(f"{where}ca: {ca!r} is not a path")
+                continue
+            path = ca if ca.startswith("/") else f"{directory}/{ca}"
+            if not exists(path):
+                problems.append(f"{where}ca: {ca!r} resolves to {path}, which does not exist")
+        caps = entry.get("capabilities", [])
+        if not isinstance(caps, list) or any(c not in ("pull", "resolve", "push") for c in caps):
+            problems.append(f"{where}capabilities: {caps!r} is not a list of pull/resolve/push")
+        if "override_path" in entry and not isinstance(entry["override_path"], bool):
+            problems.append(f"{where}override_path: must be true or false")
+
+    top = {k: v for k, v in doc.items() if k not in ("server", "host")}
+    unknown = sorted(set(top) - _HOST_KEYS)
+    if unknown:
+        problems.append(f"unknown key {unknown[0]!r}")
+    if "server" in doc:
+        check_url("server", doc["server"])
+    check_entry("", top)
+    hosts = doc.get("host", {})
+    if not isinstance(hosts, dict):
+        problems.append("host: must be a table of [host.\"URL\"] sections")
+        hosts = {}
+    for url, entry in hosts.items():
+        where = f'host."{url}".'
+        check_url(where.rstrip("."), url)
+        if not isinstance(entry, dict):
+            problems.append(f"{where.rstrip('.')}: must be a table")
+            continue
+        bad = sorted(set(entry) - _HOST_KEYS)
+        if bad:
+            problems.append(f"{where}{bad[0]}: unknown key")
+        check_entry(where, entry)
+    return problems
