@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # so `from tests.support... import` works everywhere
 
+from tests.support.containerd import Containerd, start_containerd  # noqa: E402
 from tests.support.registry import Registry, TestCA, start_registry  # noqa: E402
-from tests.support.require import require_binary  # noqa: E402
+from tests.support.require import require_binary, require_root  # noqa: E402
 
 
 @pytest.fixture
@@ -47,3 +48,21 @@ def registry_factory(tmp_path: Path) -> Iterator[Callable[..., Registry]]:
     yield make
     for reg in reversed(started):
         reg.stop()
+
+
+@pytest.fixture
+def containerd_factory(tmp_path: Path) -> Iterator[Callable[..., Containerd]]:
+    """start_containerd(...) per call (hosts_dir=, env=, netns=); all cleaned up at the end."""
+    require_root()
+    require_binary("containerd")
+    require_binary("ctr")
+    started: list[Containerd] = []
+
+    def make(name: str | None = None, **kwargs: Any) -> Containerd:
+        ctrd = start_containerd(tmp_path / (name or f"containerd{len(started)}"), **kwargs)
+        started.append(ctrd)
+        return ctrd
+
+    yield make
+    for ctrd in reversed(started):
+        ctrd.cleanup()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 NETNS_DIR = Path("/run/netns")
+PROXY_VARS = ("http_proxy", "https_proxy", "no_proxy", "all_proxy")
 
 _CONNECT = (
     "import socket, sys\n"
@@ -81,8 +82,12 @@ def spawn(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a daemon in its own process group with stdout+stderr appended to log_file."""
-    full_env = dict(os.environ)
+    """Start a daemon in its own process group with stdout+stderr appended to log_file.
+
+    Proxy variables are never inherited (a developer's proxy must not receive test
+    traffic); pass them in env when a test wants them.
+    """
+    full_env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARS}
     if env:
         full_env.update(env)
     log_file.parent.mkdir(parents=True, exist_ok=True)
