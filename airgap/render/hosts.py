@@ -127,7 +127,7 @@ def render_hosts_files(
         if with_ca:
             assert ca_pem is not None
             out.append(RenderedFile(f"{directory}/{CA_FILE_NAME}", ca_pem, 0o644))
-    return out
+    return sorted(out, key=lambda f: f.path)
 
 
 def check_hosts_toml(
