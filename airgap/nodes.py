@@ -328,3 +328,25 @@ class SSHNode:
 
     def __str__(self) -> str:
         return f"{self.name} ({self.user}@{self.host}:{self.port})"
+
+
+# --- observations shared by deploy and preflight ------------------------------------
+
+# Written by the lab on nodes where Debian's containerd stands in for the k8s snap.
+STAND_IN_MARKER = "/etc/k8s-airgap/stand-in"
+
+
+def has_command(node: Node, name: str) -> bool:
+    """Whether ``name`` is on the node's PATH (no exception for a missing binary)."""
+    return node.run(["sh", "-c", 'command -v "$1" >/dev/null', "sh", name], check=False).ok
+
+
+def is_stand_in(node: Node) -> bool:
+    """Whether the node runs the lab's runtime stand-in instead of the k8s snap."""
+    return node.run(["test", "-e", STAND_IN_MARKER], check=False).ok
+
+
+def read_text(node: Node, path: str) -> str | None:
+    """A text file's content on the node, or None when it does not exist."""
+    res = node.run(["cat", path], check=False)
+    return res.stdout if res.ok else None

@@ -1,0 +1,216 @@
+"""A recording fake Node that simulates just enough of a machine for deploy/preflight.
+
+It records every command (argv) and every file written, and answers the commands the
+deploy and preflight steps issue from a small simulated state: files, the default
+route, installed snaps, cluster membership (shared between the nodes of one
+``FakeCluster``). Tests inject failures with ``fail_on`` and canned answers with
+``on``. It does not run anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from airgap.errors import CommandError
+from airgap.nodes import STAND_IN_MARKER, RunResult, check_result
+
+Responder = Callable[[list[str], bytes | None], RunResult]
+
+
+@dataclass
+class FakeCluster:
+    """What `k8s kubectl get node` on any member shows."""
+
+    members: dict[str, str] = field(default_factory=dict)  # name -> address
+    ready: set[str] = field(default_factory=set)
+    # Nodes become Ready after this many `get node` calls (0: at once).
+    ready_after_polls: int = 0
+    polls: int = 0
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def node_list(self) -> str:
+        self.polls += 1
+        if self.polls > self.ready_after_polls:
+            self.ready |= set(self.members)
+        items = [
+            {
+                "metadata": {"name": name},
+                "status": {
+                    "addresses": [{"type": "InternalIP", "address": addr}],
+                    "conditions": [
+                        {"type": "Ready", "status": "True" if name in self.ready else "False"}
+                    ],
+                },
+            }
+            for name, addr in self.members.items()
+        ]
+        return json.dumps({"items": items})
+
+
+@dataclass
+class FakeNode:
+    name: str
+    cluster: FakeCluster = field(default_factory=FakeCluster)
+    address: str = ""
+    files: dict[str, bytes] = field(default_factory=dict)
+    modes: dict[str, int] = field(default_factory=dict)
+    snaps: dict[str, str] = field(default_factory=dict)  # name -> revision
+    has_snapd: bool = True
+    stand_in: bool = False
+    default_route: str = ""
+    # Revision that `snap install PATH` installs, by snap name.
+    snap_revisions: dict[str, str] = field(default_factory=dict)
+    commands: list[list[str]] = field(default_factory=list)
+    inputs: list[bytes | None] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    _fail: list[tuple[tuple[str, ...], int, str]] = field(default_factory=list)
+    _on: list[tuple[tuple[str, ...], Responder]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.stand_in:
+            self.files.setdefault(STAND_IN_MARKER, b"")
+
+    # -- test controls -------------------------------------------------------------
+    def fail_on(self, *prefix: str, times: int = 1, stderr: str = "simulated failure") -> None:
+        """Make the next ``times`` commands starting with prefix exit 1."""
+        self._fail.append((prefix, times, stderr))
+
+    def on(self, *prefix: str, answer: Responder | RunResult) -> None:
+        """Answer commands starting with prefix (latest registration wins)."""
+        fn: Responder = answer if callable(answer) else (lambda _a, _i, r=answer: r)
+        self._on.insert(0, (prefix, fn))
+
+    def issued(self, *prefix: str) -> list[list[str]]:
+        return [c for c in self.commands if tuple(c[: len(prefix)]) == prefix]
+
+    def reset_log(self) -> None:
+        self.commands.clear()
+        self.inputs.clear()
+        self.written.clear()
+
+    # -- Node protocol -------------------------------------------------------------
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        input: bytes | None = None,
+        timeout: float | None = None,
+    ) -> RunResult:
+        args = [str(a) for a in argv]
+        self.commands.append(args)
+        self.inputs.append(input)
+        result = self._answer(args, input)
+        return check_result(self.name, result) if check else result
+
+    def put(self, local: Path, remote: str, mode: int = 0o644) -> None:
+        self.write(remote, Path(local).read_bytes(), mode)
+
+    def write(self, remote: str, data: bytes, mode: int = 0o644) -> None:
+        self.files[remote] = bytes(data)
+        self.modes[remote] = mode
+        self.written.append(remote)
+
+    def get(self, remote: str) -> bytes:
+        if remote not in self.files:
+            msg = f"cat: {remote}: No such file"
+            raise CommandError(["cat", remote], 1, "", msg, where=self.name)
+        return self.files[remote]
+
+    # -- simulation ----------------------------------------------------------------
+    def _answer(self, a: list[str], input: bytes | None) -> RunResult:
+        for n, (prefix, times, stderr) in enumerate(self._fail):
+            if tuple(a[: len(prefix)]) == prefix:
+                if times <= 1:
+                    del self._fail[n]
+                else:
+                    self._fail[n] = (prefix, times - 1, stderr)
+                return RunResult(a, 1, "", stderr)
+        for prefix, fn in self._on:
+            if tuple(a[: len(prefix)]) == prefix:
+                return fn(a, input)
+        ok = RunResult(a, 0, "", "")
+
+        def fail(msg: str, rc: int = 1) -> RunResult:
+            return RunResult(a, rc, "", msg)
+
+        match a:
+            case ["sh", "-c", script, _, name] if script.startswith("command -v"):
+                present = (name == "snap" and self.has_snapd) or name in {"sh", "python3", "curl"}
+                return ok if present else fail("", 127)
+            case ["test", "-e", path]:
+                return ok if path in self.files else fail("")
+            case ["cat", path]:
+                if path not in self.files:
+                    return fail(f"cat: {path}: No such file or directory")
+                return RunResult(a, 0, self.files[path].decode(), "")
+            case ["sha256sum", "--", *paths]:
+                lines, rc = [], 0
+                for p in paths:
+                    if p in self.files:
+                        lines.append(f"{hashlib.sha256(self.files[p]).hexdigest()}  {p}\n")
+                    else:
+                        rc = 1
+                return RunResult(a, rc, "".join(lines), "")
+            case ["snap", "list", name]:
+                if not self.has_snapd:
+                    return fail("snap: not found", 127)
+                if name not in self.snaps:
+                    return fail("error: no matching snaps installed")
+                rev = self.snaps[name]
+                head = "Name  Version  Rev  Tracking  Publisher  Notes\n"
+                return RunResult(a, 0, f"{head}{name}  1.0  {rev}  -  canonical**  -\n", "")
+            case ["snap", "ack", path]:
+                return ok if path in self.files else fail(f"cannot read {path}")
+            case ["snap", "install", path, *_]:
+                if path not in self.files:
+                    return fail(f"cannot find {path}")
+                name = Path(path).stem
+                self.snaps[name] = self.snap_revisions.get(name, "1")
+                return ok
+            case ["ip", "-4", "route", "show", "default"]:
+                out = self.default_route + ("\n" if self.default_route else "")
+                return RunResult(a, 0, out, "")
+            case ["ip", "route", "replace", "default", "dev", iface]:
+                self.default_route = f"default dev {iface} scope link"
+                return ok
+            case ["systemctl", *_]:
+                return ok
+            case ["k8s", "status"]:
+                if self.name in self.cluster.members:
+                    return RunResult(a, 0, "cluster status: ready\n", "")
+                return fail("Error: The node is not part of a Kubernetes cluster.")
+            case ["k8s", "bootstrap", "--address", addr, *_]:
+                self.cluster.members[self.name] = addr
+                return ok
+            case ["k8s", "get-join-token", name, *_]:
+                if self.name not in self.cluster.members:
+                    return fail("not bootstrapped")
+                token = f"secret-token-for-{name}"
+                self.cluster.tokens[name] = token
+                return RunResult(a, 0, token + "\n", "")
+            case ["sh", "-c", script, _, "--address", addr, *_] if "join-cluster" in script:
+                token = (input or b"").decode()
+                if self.cluster.tokens.get(self.name) != token:
+                    return fail("invalid token")
+                self.cluster.members[self.name] = addr
+                return ok
+            case ["k8s", "kubectl", "get", "node", "-o", "json"]:
+                if self.name not in self.cluster.members:
+                    return fail("not part of a cluster")
+                return RunResult(a, 0, self.cluster.node_list(), "")
+            case ["date", "+%s"]:
+                return RunResult(a, 0, f"{int(time.time())}\n", "")
+        return fail(f"fake node {self.name}: no simulation for {a}", 127)
+
+
+def fake_nodes(names: Sequence[str], **kwargs: object) -> tuple[FakeCluster, dict[str, FakeNode]]:
+    cluster = FakeCluster()
+    nodes = {n: FakeNode(n, cluster=cluster, **kwargs) for n in names}  # type: ignore[arg-type]
+    return cluster, nodes

@@ -1,0 +1,365 @@
+"""deploy against recording fake Nodes: exact command sequences, idempotence, resume."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from airgap.config import PROXY_DROPIN, Plan, parse_plan
+from airgap.deploy import (
+    BOOTSTRAP_CONFIG,
+    JOIN_SCRIPT,
+    REMOTE_BUNDLE,
+    STAND_IN_REASON,
+    StepStatus,
+    deploy,
+)
+from airgap.errors import AirgapError
+from airgap.images import parse_image_ref
+from airgap.lock import ImageLock, LockedImage, write_lock
+from airgap.nodes import STAND_IN_MARKER, Node
+from airgap.render.route import NETPLAN_FILE
+from tests.support.fakes import FakeCluster, FakeNode
+
+ADDRS = {"node-1": "10.20.0.11", "node-2": "10.20.0.12", "node-3": "10.20.0.13"}
+REVS = {"snapd": "21759", "core22": "1564", "k8s": "3195"}
+MARKER = STAND_IN_MARKER
+DROPIN_UNIT = "snap.k8s.containerd.service"
+
+
+def _assertion(name: str, rev: str) -> str:
+    return (
+        "type: snap-declaration\n"
+        f"snap-name: {name}\nsnap-id: id{name}\n\nsig\n\n"
+        "type: snap-revision\n"
+        f"snap-id: id{name}\nsnap-revision: {rev}\nsnap-size: 4\n\nsig\n"
+    )
+
+
+def make_bundle(root: Path, *, snaps: bool = True, archives: int = 0) -> Path:
+    (root / "snaps").mkdir(parents=True)
+    if snaps:
+        for name, rev in REVS.items():
+            (root / "snaps" / f"{name}.snap").write_bytes(f"snap {name}".encode())
+            (root / "snaps" / f"{name}.assert").write_text(_assertion(name, rev))
+    images = [
+        LockedImage(parse_image_ref("ghcr.io/canonical/k8s-snap/pause:3.10"), "sha256:" + "a" * 64),
+        LockedImage(parse_image_ref("docker.io/library/nginx:1.27"), "sha256:" + "b" * 64),
+    ]
+    write_lock(root / "images.lock", ImageLock(["linux/amd64"], images))
+    if archives:
+        (root / "images").mkdir()
+        for n in range(archives):
+            (root / "images" / f"img{n}.tar").write_bytes(b"tar")
+    (root / "manifest.json").write_text("{}\n")
+    return root
+
+
+def make_plan(access: Sequence[str], roles: Sequence[str] = ("control-plane", "worker", "worker"),
+              **extra: object) -> Plan:
+    nodes = [
+        {"name": name, "address": ADDRS[name], "role": role, "transport": "local"}
+        for name, role in zip(ADDRS, roles, strict=False)
+    ]
+    data: dict[str, object] = {"access": list(access), "nodes": nodes}
+    if "proxy" in access:
+        data["proxy"] = {"http": "http://10.20.0.2:3128", "https": "http://10.20.0.2:3128"}
+    if "mirror" in access:
+        data["mirror"] = {"url": "http://10.20.0.3:5000"}
+    data.update(extra)
+    return parse_plan(data, source="airgap.yaml")
+
+
+def fakes(plan: Plan, **kw: object) -> tuple[FakeCluster, dict[str, FakeNode]]:
+    cluster = FakeCluster()
+    nodes = {
+        n.name: FakeNode(n.name, cluster=cluster, address=n.address, snap_revisions=dict(REVS),
+                         **kw)  # type: ignore[arg-type]
+        for n in plan.nodes
+    }
+    return cluster, nodes
+
+
+def run_deploy(plan: Plan, nodes: dict[str, FakeNode], bundle: Path, **kw: object):  # type: ignore[no-untyped-def]
+    delivered: list[tuple[str, list[str]]] = []
+
+    def deliver(_plan: Plan, node: Node, archives: Sequence[Path]) -> bool:
+        delivered.append((node.name, [a.name for a in archives]))
+        return True
+
+    report = deploy(plan, dict(nodes), bundle, verify=lambda _p: None, deliver=deliver,
+                    sleep=lambda _s: None, **kw)  # type: ignore[arg-type]
+    return report, delivered
+
+
+def snap_path(name: str, ext: str) -> str:
+    return f"{REMOTE_BUNDLE}/snaps/{name}.{ext}"
+
+
+TRANSFER = [snap_path(n, e) for n in ("snapd", "core22", "k8s") for e in ("assert", "snap")] + [
+    f"{REMOTE_BUNDLE}/manifest.json"
+]
+
+
+def prepare_sequence(runtime: list[list[str]]) -> list[list[str]]:
+    """What a fresh node with snapd and no default route is sent, up to bootstrap/join."""
+    snaps: list[list[str]] = []
+    for name in ("snapd", "core22", "k8s"):
+        snaps += [
+            ["snap", "list", name],
+            ["snap", "ack", snap_path(name, "assert")],
+            ["snap", "install", snap_path(name, "snap")] + (["--classic"] if name == "k8s" else []),
+        ]
+    return [
+        ["test", "-e", MARKER],
+        ["sh", "-c", 'command -v "$1" >/dev/null', "sh", "snap"],
+        ["sha256sum", "--", *TRANSFER],
+        ["sha256sum", "--", *TRANSFER],
+        *snaps,
+        ["ip", "-4", "route", "show", "default"],
+        ["ip", "route", "replace", "default", "dev", "eth0"],
+        ["cat", NETPLAN_FILE],
+        *runtime,
+    ]
+
+
+PROXY_RUNTIME = [
+    ["cat", PROXY_DROPIN],
+    ["systemctl", "daemon-reload"],
+    ["systemctl", "try-restart", DROPIN_UNIT],
+]
+
+
+def test_proxy_mode_exact_sequence_per_role(tmp_path: Path) -> None:
+    plan = make_plan(["proxy"])
+    bundle = make_bundle(tmp_path / "bundle")
+    cluster, nodes = fakes(plan)
+    report, _ = run_deploy(plan, nodes, bundle)
+    assert report.ok, report
+
+    get_nodes = ["k8s", "kubectl", "get", "node", "-o", "json"]
+    assert nodes["node-1"].commands == [
+        *prepare_sequence(PROXY_RUNTIME),
+        ["k8s", "status"],
+        ["cat", BOOTSTRAP_CONFIG],
+        ["k8s", "bootstrap", "--address", "10.20.0.11", "--file", BOOTSTRAP_CONFIG],
+        get_nodes,
+        ["k8s", "get-join-token", "node-2", "--worker"],
+        ["k8s", "get-join-token", "node-3", "--worker"],
+        get_nodes,
+    ]
+    for name in ("node-2", "node-3"):
+        assert nodes[name].commands == [
+            *prepare_sequence(PROXY_RUNTIME),
+            ["sh", "-c", JOIN_SCRIPT, "k8s-join", "--address", ADDRS[name]],
+        ]
+        # The token travels on stdin, never in argv.
+        assert nodes[name].inputs[-1] == f"secret-token-for-{name}".encode()
+        assert not any("secret-token" in " ".join(c) for c in nodes[name].commands)
+        assert PROXY_DROPIN in nodes[name].written
+    dropin = nodes["node-2"].files[PROXY_DROPIN].decode()
+    assert 'Environment="HTTPS_PROXY=http://10.20.0.2:3128"' in dropin
+    assert "10.1.0.0/16" in dropin and "10.20.0.13" in dropin
+    assert set(cluster.members) == set(ADDRS)
+    for n in report.nodes:
+        assert n.status_of("ready") is StepStatus.done
+
+
+def test_mirror_mode_writes_hosts_files_and_restarts(tmp_path: Path) -> None:
+    plan = make_plan(["mirror"])
+    bundle = make_bundle(tmp_path / "bundle")
+    _, nodes = fakes(plan)
+    report, _ = run_deploy(plan, nodes, bundle)
+    assert report.ok
+    hosts = [
+        "/etc/containerd/hosts.d/docker.io/hosts.toml",
+        "/etc/containerd/hosts.d/ghcr.io/hosts.toml",
+    ]
+    runtime = [["cat", h] for h in hosts] + [["systemctl", "try-restart", DROPIN_UNIT]]
+    assert nodes["node-2"].commands[: len(prepare_sequence(runtime))] == prepare_sequence(runtime)
+    assert b"http://10.20.0.3:5000" in nodes["node-2"].files[hosts[1]]
+    assert not nodes["node-2"].issued("systemctl", "daemon-reload")
+
+
+def test_sideload_mode_delivers_archives(tmp_path: Path) -> None:
+    plan = make_plan(["sideload"])
+    bundle = make_bundle(tmp_path / "bundle", archives=2)
+    _, nodes = fakes(plan)
+    report, delivered = run_deploy(plan, nodes, bundle)
+    assert report.ok
+    assert sorted(delivered) == [(n, ["img0.tar", "img1.tar"]) for n in sorted(ADDRS)]
+    runtime = [["systemctl", "try-restart", DROPIN_UNIT]]
+    assert nodes["node-3"].commands[: len(prepare_sequence(runtime))] == prepare_sequence(runtime)
+
+
+def test_second_control_plane_joins_without_worker_flag(tmp_path: Path) -> None:
+    plan = make_plan(["proxy"], roles=("control-plane", "control-plane", "worker"))
+    bundle = make_bundle(tmp_path / "bundle")
+    _, nodes = fakes(plan)
+    report, _ = run_deploy(plan, nodes, bundle)
+    assert report.ok
+    assert nodes["node-1"].issued("k8s", "get-join-token") == [
+        ["k8s", "get-join-token", "node-2"],
+        ["k8s", "get-join-token", "node-3", "--worker"],
+    ]
+
+
+def test_rerun_after_success_installs_and_joins_nothing(tmp_path: Path) -> None:
+    plan = make_plan(["proxy", "mirror"])
+    bundle = make_bundle(tmp_path / "bundle")
+    _, nodes = fakes(plan)
+    assert run_deploy(plan, nodes, bundle)[0].ok
+    for n in nodes.values():
+        n.reset_log()
+    report, _ = run_deploy(plan, nodes, bundle)
+    assert report.ok
+    for n in nodes.values():
+        for forbidden in (("snap", "install"), ("snap", "ack"), ("k8s", "bootstrap"),
+                          ("k8s", "get-join-token"), ("systemctl",), ("ip", "route", "replace")):
+            assert not n.issued(*forbidden), (n.name, forbidden)
+        assert not any("join-cluster" in " ".join(c) for c in n.commands)
+        assert n.written == []
+    for nr in report.nodes:
+        assert {s.status for s in nr.steps} <= {StepStatus.done}, nr.steps
+
+
+def test_failure_on_node_2_of_3_resumes_from_there(tmp_path: Path) -> None:
+    plan = make_plan(["proxy"])
+    bundle = make_bundle(tmp_path / "bundle")
+    cluster, nodes = fakes(plan)
+    nodes["node-2"].fail_on("snap", "install", f"{REMOTE_BUNDLE}/snaps/k8s.snap",
+                            stderr="error: cannot install k8s: disk full")
+    report, _ = run_deploy(plan, nodes, bundle)
+    assert not report.ok
+    n2 = report.node("node-2")
+    assert n2.status_of("snaps") is StepStatus.failed
+    assert "disk full" in next(s.detail for s in n2.steps if s.step == "snaps")
+    assert n2.status_of("route") is StepStatus.not_run
+    assert n2.status_of("join") is StepStatus.not_run
+    assert report.node("node-3").status_of("join") is StepStatus.changed
+    assert set(cluster.members) == {"node-1", "node-3"}
+    assert nodes["node-2"].snaps == {"snapd": REVS["snapd"], "core22": REVS["core22"]}
+
+    for n in nodes.values():
+        n.reset_log()
+    report, _ = run_deploy(plan, nodes, bundle)
+    assert report.ok, report
+    # node-2 continues: only k8s is installed; snapd and the base are not touched again.
+    assert nodes["node-2"].issued("snap", "install") == [
+        ["snap", "install", f"{REMOTE_BUNDLE}/snaps/k8s.snap", "--classic"]
+    ]
+    assert nodes["node-2"].issued("ip", "route", "replace") == [
+        ["ip", "route", "replace", "default", "dev", "eth0"]
+    ]
+    assert nodes["node-1"].issued("k8s", "get-join-token") == [
+        ["k8s", "get-join-token", "node-2", "--worker"]
+    ]
+    for name in ("node-1", "node-3"):
+        n = nodes[name]
+        assert not n.issued("snap", "install") and not n.issued("k8s", "bootstrap")
+        assert not any("join-cluster" in " ".join(c) for c in n.commands)
+    assert set(cluster.members) == set(ADDRS)
+
+
+def test_transfer_resends_only_what_differs_and_checks_on_arrival(tmp_path: Path) -> None:
+    plan = make_plan(["proxy"], roles=("control-plane",))
+    bundle = make_bundle(tmp_path / "bundle")
+    _, nodes = fakes(plan)
+    node = nodes["node-1"]
+    node.files[snap_path("core22", "snap")] = b"stale"
+    node.files[snap_path("snapd", "snap")] = b"snap snapd"
+    assert run_deploy(plan, nodes, bundle)[0].ok
+    sent = [p for p in node.written if p.startswith(REMOTE_BUNDLE)]
+    assert snap_path("snapd", "snap") not in sent
+    assert snap_path("core22", "snap") in sent
+    assert node.files[snap_path("core22", "snap")] == b"snap core22"
+
+
+def test_corruption_on_arrival_fails_before_install(tmp_path: Path) -> None:
+    plan = make_plan(["proxy"], roles=("control-plane",))
+    bundle = make_bundle(tmp_path / "bundle")
+    _, nodes = fakes(plan)
+    node = nodes["node-1"]
+    real_write = node.write
+
+    def corrupting(remote: str, data: bytes, mode: int = 0o644) -> None:
+        real_write(remote, data[:-1] if remote.endswith("k8s.snap") else data, mode)
+
+    node.write = corrupting  # type: ignore[method-assign]
+    report, _ = run_deploy(plan, nodes, bundle)
+    assert report.node("node-1").status_of("transfer") is StepStatus.failed
+    assert "k8s.snap arrived corrupted" in report.node("node-1").steps[1].detail
+    assert not node.issued("snap", "install")
+
+
+def test_existing_gateway_route_is_left_alone(tmp_path: Path) -> None:
+    plan = make_plan(["proxy"], roles=("control-plane",))
+    bundle = make_bundle(tmp_path / "bundle")
+    _, nodes = fakes(plan)
+    nodes["node-1"].default_route = "default via 10.20.0.1 dev eth0"
+    report, _ = run_deploy(plan, nodes, bundle)
+    assert report.node("node-1").status_of("route") is StepStatus.skipped
+    assert not nodes["node-1"].issued("ip", "route", "replace")
+    assert NETPLAN_FILE not in nodes["node-1"].files
+
+
+def test_stand_in_skips_snap_steps_and_says_why(tmp_path: Path) -> None:
+    plan = make_plan(["proxy"], roles=("control-plane", "worker"))
+    bundle = make_bundle(tmp_path / "bundle", snaps=False)
+    _, nodes = fakes(plan, has_snapd=False, stand_in=True)
+    report, _ = run_deploy(plan, nodes, bundle)
+    assert report.ok
+    for nr in report.nodes:
+        assert nr.stand_in
+        for step in ("transfer", "snaps", "ready"):
+            assert nr.status_of(step) is StepStatus.skipped, (nr.name, step)
+            assert STAND_IN_REASON in next(s.detail for s in nr.steps if s.step == step)
+        assert nr.status_of("runtime") is StepStatus.changed
+    assert report.node("node-1").status_of("bootstrap") is StepStatus.skipped
+    assert report.node("node-2").status_of("join") is StepStatus.skipped
+    for n in nodes.values():
+        assert PROXY_DROPIN in n.files
+        assert n.issued("systemctl", "try-restart", DROPIN_UNIT)
+        assert not n.issued("snap") and not n.issued("k8s")
+
+
+def test_no_snaps_and_no_stand_in_is_an_error_on_that_node(tmp_path: Path) -> None:
+    plan = make_plan(["proxy"], roles=("control-plane",))
+    bundle = make_bundle(tmp_path / "bundle", snaps=False)
+    _, nodes = fakes(plan)
+    report, _ = run_deploy(plan, nodes, bundle)
+    assert not report.ok
+    assert "the bundle has no snaps" in report.node("node-1").steps[0].detail
+
+
+def test_bundle_verification_failure_touches_no_node(tmp_path: Path) -> None:
+    plan = make_plan(["proxy"])
+    bundle = make_bundle(tmp_path / "bundle")
+    _, nodes = fakes(plan)
+
+    def bad(_p: Path) -> None:
+        raise AirgapError("manifest.json: k8s.snap sha256 differs")
+
+    with pytest.raises(AirgapError, match="sha256 differs"):
+        deploy(plan, dict(nodes), bundle, verify=bad)
+    assert all(n.commands == [] for n in nodes.values())
+
+
+def test_not_ready_before_deadline_fails_with_resolution(tmp_path: Path) -> None:
+    plan = make_plan(["proxy"], roles=("control-plane", "worker"))
+    bundle = make_bundle(tmp_path / "bundle")
+    cluster, nodes = fakes(plan)
+    cluster.ready_after_polls = 10**6
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 7.0
+        return now[0]
+
+    report, _ = run_deploy(plan, nodes, bundle, ready_timeout=60, clock=clock)
+    assert not report.ok
+    for nr in report.nodes:
+        assert nr.status_of("ready") is StepStatus.failed
+        assert "not Ready after 60 s (listed, not Ready)" in nr.steps[-1].detail
