@@ -1,0 +1,457 @@
+"""Offline trust: check an assertion's signature chain up to Canonical's root key.
+
+snapd refuses a snap whose assertions do not chain to the root account-key it
+embeds; we run the same check on the connected side (before anything crosses the
+gap) and again on the air-gapped side, without snapd. The packaged anchor is the
+byte-exact root account-key snapd embeds (airgap/data/canonical-root.account-key.assert);
+``--trusted-root FILE`` replaces it for brand stores and tests.
+
+Wire formats (snapd's asserts package, RFC 4880):
+- signature: base64 of 0x01 + one OpenPGP v4 signature packet (new-format header),
+  RSA (algo 1) with SHA-512 (hash 10), over the assertion's content;
+- account-key body: base64 of 0x01 + one OpenPGP v4 public-key packet; its id
+  (public-key-sha3-384) is the unpadded base64url SHA3-384 of those decoded bytes.
+Only that profile is accepted; anything else is rejected with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+
+from airgap.assertions import (
+    Assertion,
+    AssertionError_,
+    b64url_nopad,
+    decode_b64_strict,
+    parse_stream,
+    read_stream,
+)
+from airgap.errors import AirgapError
+
+ROOT_RESOURCE = "canonical-root.account-key.assert"
+FORMAT_V1 = 0x01
+TAG_SIGNATURE = 2
+TAG_PUBLIC_KEY = 6
+ALGO_RSA = 1
+HASH_SHA512 = 10
+SUBPACKET_ISSUER = 16
+MAX_CHAIN = 8
+MIN_RSA_BITS = 2048
+
+
+class TrustError(AirgapError):
+    """An assertion whose signature chain does not verify up to the trusted root."""
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    key_id: str
+    created: int
+    rsa_key: rsa.RSAPublicKey
+    openpgp_key_id: bytes
+
+    @property
+    def bits(self) -> int:
+        return self.rsa_key.key_size
+
+
+@dataclass(frozen=True)
+class Signature:
+    sig_type: int
+    hashed_trailer: bytes
+    hash_prefix: bytes
+    value: int
+    issuer: bytes | None
+
+
+@dataclass(frozen=True)
+class AccountKey:
+    assertion: Assertion
+    key: PublicKey
+    account_id: str
+    name: str
+    since: datetime
+    until: datetime | None
+    issuers: frozenset[bytes] = frozenset()
+
+    @property
+    def key_id(self) -> str:
+        return self.key.key_id
+
+    def valid_at(self, when: datetime) -> bool:
+        return self.since <= when and (self.until is None or when < self.until)
+
+    @property
+    def short(self) -> str:
+        return f"{self.account_id}/{self.name} ({self.key_id[:12]}...)"
+
+
+@dataclass(frozen=True)
+class Chain:
+    """How one assertion verified: its signing keys from the root down."""
+
+    assertion: Assertion
+    keys: tuple[AccountKey, ...]
+
+    def describe(self) -> str:
+        names = [k.name for k in self.keys]
+        return " -> ".join([*names, self.assertion.type])
+
+
+@dataclass
+class _Reader:
+    data: bytes
+    where: str
+    pos: int = 0
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise TrustError(f"{self.where}: truncated OpenPGP packet")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def byte(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        return int(struct.unpack(">H", self.take(2))[0])
+
+    def u32(self) -> int:
+        return int(struct.unpack(">I", self.take(4))[0])
+
+    def mpi(self, what: str) -> int:
+        bits = self.u16()
+        value = int.from_bytes(self.take((bits + 7) // 8), "big")
+        if value.bit_length() != bits:
+            raise TrustError(f"{self.where}: {what}: MPI bit count {bits} does not match its value")
+        return value
+
+    def done(self, what: str) -> None:
+        if self.pos != len(self.data):
+            raise TrustError(
+                f"{self.where}: {len(self.data) - self.pos} unexpected byte(s) after the {what}"
+            )
+
+
+def _packet(blob: bytes, where: str, want_tag: int, what: str) -> bytes:
+    """The body of the single OpenPGP packet in ``0x01 + packet``."""
+    if not blob or blob[0] != FORMAT_V1:
+        got = f"0x{blob[0]:02x}" if blob else "nothing"
+        raise TrustError(f"{where}: {what}: unsupported format byte {got} (expected 0x01)")
+    r = _Reader(blob[1:], f"{where}: {what}")
+    hdr = r.byte()
+    if not hdr & 0x80:
+        raise TrustError(f"{where}: {what}: not an OpenPGP packet (header byte 0x{hdr:02x})")
+    if not hdr & 0x40:
+        raise TrustError(
+            f"{where}: {what}: old-format OpenPGP packet header; only the new format is accepted"
+        )
+    tag = hdr & 0x3F
+    if tag != want_tag:
+        raise TrustError(f"{where}: {what}: OpenPGP packet tag {tag}, expected {want_tag}")
+    first = r.byte()
+    if first < 192:
+        length = first
+    elif first < 224:
+        length = ((first - 192) << 8) + r.byte() + 192
+    elif first == 255:
+        length = r.u32()
+    else:
+        raise TrustError(f"{where}: {what}: partial-length OpenPGP packet is not accepted")
+    body = r.take(length)
+    r.done("packet")
+    return body
+
+
+def parse_public_key(blob: bytes, where: str) -> PublicKey:
+    body = _packet(blob, where, TAG_PUBLIC_KEY, "public key")
+    r = _Reader(body, f"{where}: public key")
+    version = r.byte()
+    if version != 4:
+        raise TrustError(f"{where}: public key packet version {version}; only v4 is accepted")
+    created = r.u32()
+    algo = r.byte()
+    if algo != ALGO_RSA:
+        raise TrustError(f"{where}: public key algorithm {algo}; only RSA (1) is accepted")
+    n = r.mpi("RSA modulus")
+    e = r.mpi("RSA exponent")
+    r.done("public key")
+    if n.bit_length() < MIN_RSA_BITS:
+        raise TrustError(
+            f"{where}: RSA key of {n.bit_length()} bits is too small (minimum {MIN_RSA_BITS})"
+        )
+    try:
+        key = rsa.RSAPublicNumbers(e, n).public_key()
+    except ValueError as exc:
+        raise TrustError(f"{where}: invalid RSA public key ({exc})") from None
+    fingerprint = hashlib.sha1(b"\x99" + struct.pack(">H", len(body)) + body).digest()
+    return PublicKey(
+        key_id=b64url_nopad(hashlib.sha3_384(blob).digest()),
+        created=created,
+        rsa_key=key,
+        openpgp_key_id=fingerprint[-8:],
+    )
+
+
+def parse_signature(blob: bytes, where: str) -> Signature:
+    body = _packet(blob, where, TAG_SIGNATURE, "signature")
+    r = _Reader(body, f"{where}: signature")
+    version = r.byte()
+    if version != 4:
+        raise TrustError(f"{where}: signature packet version {version}; only v4 is accepted")
+    sig_type = r.byte()
+    if sig_type != 0x00:
+        raise TrustError(
+            f"{where}: signature type 0x{sig_type:02x}; only binary-document (0x00) is accepted"
+        )
+    algo = r.byte()
+    if algo != ALGO_RSA:
+        raise TrustError(f"{where}: signature algorithm {algo}; only RSA (1) is accepted")
+    hash_algo = r.byte()
+    if hash_algo != HASH_SHA512:
+        raise TrustError(
+            f"{where}: signature hash algorithm {hash_algo}; only SHA-512 (10) is accepted"
+        )
+    hashed_len = r.u16()
+    hashed = r.take(hashed_len)
+    _subpackets(hashed, f"{where}: hashed subpackets")
+    trailer = body[: r.pos]
+    unhashed = _subpackets(r.take(r.u16()), f"{where}: unhashed subpackets")
+    issuer = None
+    for sp_type, sp_data in unhashed:
+        if sp_type != SUBPACKET_ISSUER or len(sp_data) != 8 or issuer is not None:
+            raise TrustError(
+                f"{where}: unhashed subpackets may hold only one issuer key id "
+                f"(found type {sp_type})"
+            )
+        issuer = sp_data
+    prefix = r.take(2)
+    value = r.mpi("RSA signature")
+    r.done("signature")
+    return Signature(
+        sig_type=sig_type, hashed_trailer=trailer, hash_prefix=prefix, value=value, issuer=issuer
+    )
+
+
+def _subpackets(data: bytes, where: str) -> list[tuple[int, bytes]]:
+    r = _Reader(data, where)
+    out = []
+    while r.pos < len(data):
+        first = r.byte()
+        if first < 192:
+            length = first
+        elif first < 255:
+            length = ((first - 192) << 8) + r.byte() + 192
+        else:
+            length = r.u32()
+        if length < 1:
+            raise TrustError(f"{where}: empty subpacket")
+        chunk = r.take(length)
+        out.append((chunk[0], chunk[1:]))
+    return out
+
+
+def check_signature(
+    assertion: Assertion, key: PublicKey, issuers: Iterable[bytes] = ()
+) -> Signature:
+    """RFC 4880 5.2.4 over the content: hash prefix first, then the RSA signature.
+
+    The issuer key id travels unhashed, so nothing authenticates it; it must still be
+    one the signing key is known by (its v4 key id, or for a root the id its own
+    self-signature carries: gpg-made signatures use the key's original creation time),
+    so that no byte of a signature can change without the check failing.
+    """
+    where = assertion.where
+    sig = parse_signature(assertion.signature, where)
+    known = {key.openpgp_key_id, *issuers}
+    if sig.issuer is not None and sig.issuer not in known:
+        raise TrustError(
+            f"{where}: signature issuer key id {sig.issuer.hex()} is not one the signing "
+            f"key {key.key_id} is known by ({', '.join(sorted(k.hex() for k in known))})"
+        )
+    h = hashlib.sha512()
+    h.update(assertion.content)
+    h.update(sig.hashed_trailer)
+    h.update(b"\x04\xff" + struct.pack(">I", len(sig.hashed_trailer)))
+    digest = h.digest()
+    if digest[:2] != sig.hash_prefix:
+        raise TrustError(
+            f"{where}: signature does not match the content (hash prefix "
+            f"{sig.hash_prefix.hex()} != {digest[:2].hex()}): the assertion was altered"
+        )
+    size = (key.bits + 7) // 8
+    if sig.value.bit_length() > key.bits:
+        raise TrustError(f"{where}: signature is longer than the {key.bits}-bit key")
+    try:
+        key.rsa_key.verify(
+            sig.value.to_bytes(size, "big"),
+            digest,
+            padding.PKCS1v15(),
+            utils.Prehashed(hashes.SHA512()),
+        )
+    except InvalidSignature:
+        raise TrustError(f"{where}: RSA signature does not verify with key {key.key_id}") from None
+    return sig
+
+
+def account_key(assertion: Assertion) -> AccountKey:
+    """An account-key assertion's public key, checked against its public-key-sha3-384."""
+    where = assertion.where
+    if assertion.type != "account-key":
+        raise TrustError(f"{where}: not an account-key")
+    try:
+        blob = decode_b64_strict(assertion.body, f"{where}: body")
+    except AssertionError_ as exc:
+        raise TrustError(exc.brief) from None
+    key = parse_public_key(blob, where)
+    claimed = assertion.header("public-key-sha3-384")
+    if claimed != key.key_id:
+        raise TrustError(
+            f"{where}: public-key-sha3-384 {claimed} does not match the key in its body "
+            f"({key.key_id})"
+        )
+    until = assertion.time("until") if assertion.get("until") else None
+    return AccountKey(
+        assertion=assertion,
+        key=key,
+        account_id=assertion.header("account-id"),
+        name=assertion.header("name"),
+        since=assertion.time("since"),
+        until=until,
+    )
+
+
+def signing_time(assertion: Assertion) -> datetime | None:
+    """When the assertion was made: its timestamp, else (account-keys) its since."""
+    for name in ("timestamp", "since"):
+        if assertion.get(name):
+            return assertion.time(name)
+    return None
+
+
+@dataclass
+class TrustStore:
+    """Trusted roots plus the account-keys seen in streams (trusted only once chained)."""
+
+    roots: dict[str, AccountKey]
+    candidates: dict[str, list[Assertion]] = field(default_factory=dict)
+
+    @classmethod
+    def from_assertions(cls, assertions: Sequence[Assertion]) -> TrustStore:
+        """Roots are trusted by construction, but must be self-consistent and self-signed."""
+        roots: dict[str, AccountKey] = {}
+        for a in assertions:
+            if a.headers.get("type") != "account-key":
+                raise TrustError(f"{a.where}: a trusted root must be an account-key")
+            ak = account_key(a)
+            if a.header("sign-key-sha3-384") == ak.key_id:
+                sig = parse_signature(a.signature, a.where)
+                learned = frozenset([sig.issuer]) if sig.issuer else frozenset()
+                check_signature(a, ak.key, learned)
+                ak = replace(ak, issuers=learned)
+            roots[ak.key_id] = ak
+        if not roots:
+            raise TrustError("no trusted root account-key")
+        return cls(roots=roots)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrustStore:
+        try:
+            return cls.from_assertions(read_stream(path))
+        except AssertionError_ as exc:
+            raise TrustError(
+                f"trusted root: {exc.brief}",
+                resolution="Pass a valid account-key assertion with --trusted-root.",
+            ) from None
+
+    @classmethod
+    def default(cls) -> TrustStore:
+        """Canonical's root account-key, shipped with the package."""
+        data = resources.files("airgap").joinpath("data", ROOT_RESOURCE).read_bytes()
+        return cls.from_assertions(parse_stream(data, source=f"airgap/data/{ROOT_RESOURCE}"))
+
+    def describe_roots(self) -> str:
+        return ", ".join(k.short for k in self.roots.values())
+
+    def add(self, assertions: Iterable[Assertion]) -> None:
+        """Offer account-keys (from a stream) that may sign other assertions."""
+        for a in assertions:
+            kid = a.headers.get("public-key-sha3-384")
+            if a.headers.get("type") == "account-key" and isinstance(kid, str):
+                self.candidates.setdefault(kid, []).append(a)
+
+    def verify(self, assertion: Assertion, _depth: int = 0) -> Chain:
+        """The chain from a trusted root to ``assertion``; TrustError says where it breaks."""
+        where = assertion.where
+        if _depth > MAX_CHAIN:
+            raise TrustError(f"{where}: signature chain longer than {MAX_CHAIN} keys (a loop?)")
+        try:
+            sign_key = assertion.header("sign-key-sha3-384")
+            authority = assertion.header("authority-id")
+            when = signing_time(assertion)
+        except AssertionError_ as exc:
+            raise TrustError(exc.brief) from None
+        if sign_key in self.roots:
+            signer = self.roots[sign_key]
+            parents: tuple[AccountKey, ...] = ()
+        else:
+            signer, parents = self._chained_key(sign_key, where, _depth)
+        if signer.account_id != authority:
+            raise TrustError(
+                f"{where}: authority-id {authority!r} but signed by a key of account "
+                f"{signer.account_id!r} ({signer.name})"
+            )
+        if when is not None and not signer.valid_at(when):
+            until = signer.until.isoformat() if signer.until else "no end"
+            raise TrustError(
+                f"{where}: signing key {signer.short} is not valid at the assertion's time "
+                f"{when.isoformat()} (valid {signer.since.isoformat()} to {until})"
+            )
+        check_signature(assertion, signer.key, signer.issuers)
+        return Chain(assertion=assertion, keys=(*parents, signer))
+
+    def _chained_key(
+        self, key_id: str, where: str, depth: int
+    ) -> tuple[AccountKey, tuple[AccountKey, ...]]:
+        options = self.candidates.get(key_id, [])
+        if not options:
+            raise TrustError(
+                f"{where}: signed by key {key_id}, which is neither a trusted root "
+                f"({self.describe_roots()}) nor an account-key in the same stream",
+                resolution="Use the .assert exactly as `snap download` wrote it; for a brand store "
+                "pass its root with --trusted-root.",
+            )
+        last: TrustError | None = None
+        for candidate in options:
+            try:
+                ak = account_key(candidate)
+                chain = self.verify(candidate, depth + 1)
+            except (TrustError, AssertionError_) as exc:
+                last = exc if isinstance(exc, TrustError) else TrustError(exc.brief)
+                continue
+            return ak, chain.keys
+        assert last is not None
+        raise TrustError(
+            f"{where}: its signing key does not verify: {last.brief}", resolution=last.resolution
+        ) from None
+
+
+def verify_chains(assertions: Sequence[Assertion], store: TrustStore) -> list[Chain]:
+    """Verify every assertion in a stream up to a trusted root.
+
+    All of them, not only the snap-declaration and snap-revision: an assertion whose
+    type was altered must fail too, not drop out of the check.
+    """
+    store.add(assertions)
+    return [store.verify(a) for a in assertions]
