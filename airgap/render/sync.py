@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from airgap.config import Plan
+from airgap.config import Plan, mirror_ca_pem
 from airgap.errors import PlanError
 from airgap.images import ImageRef
 from airgap.render import RenderedFile
@@ -155,27 +155,6 @@ def sync_config(
     }
 
 
-def read_mirror_ca(plan: Plan) -> str | None:
-    """The PEM text of mirror.ca_file, or None when the plan names no CA."""
-    if plan.mirror is None or plan.mirror.ca_file is None:
-        return None
-    path = plan.resolve(plan.mirror.ca_file)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanError(
-            f"{plan.source}: mirror.ca_file: cannot read {path} ({exc})",
-            resolution="Point mirror.ca_file at the PEM file of the CA that signed the "
-            "mirror's certificate.",
-        ) from None
-    if "-----BEGIN CERTIFICATE-----" not in text:
-        raise PlanError(
-            f"{plan.source}: mirror.ca_file: {path} holds no PEM certificate",
-            resolution="Use the CA certificate in PEM form (-----BEGIN CERTIFICATE-----).",
-        )
-    return text
-
-
 class _Dumper(yaml.SafeDumper):
     """Multi-line strings (a CA's PEM) as literal blocks, so the file stays readable."""
 
@@ -207,6 +186,7 @@ def render_sync_images(
     read this renderer does, so that ``render_sync_images(plan, images)`` is enough)."""
     pem = ca_pem.decode() if isinstance(ca_pem, bytes) else ca_pem
     if plan.mirror is not None and plan.mirror.ca_file and not pem:
-        pem = read_mirror_ca(plan)
+        raw = mirror_ca_pem(plan)
+        pem = raw.decode() if raw else None
     config = sync_config(plan, images, ca_pem=pem, upstreams=upstreams, parallel=parallel)
     return RenderedFile(SYNC_FILE, dump_sync_config(config).encode(), 0o644)

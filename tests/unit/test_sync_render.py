@@ -101,14 +101,33 @@ def test_https_mirror_with_private_ca_carries_the_pem() -> None:
     assert "user" not in mirror and "pass" not in mirror
 
 
+def real_pem() -> str:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "unit test CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
 def test_ca_file_is_read_when_no_pem_is_passed(tmp_path: Path) -> None:
-    (tmp_path / "ca.pem").write_text(PEM)
+    pem = real_pem()
+    (tmp_path / "ca.pem").write_text(pem)
     p = parse_plan({
         "access": ["mirror"], "nodes": [{"name": "n", "address": "10.0.0.2"}],
         "mirror": {"url": "https://m:5443", "ca_file": "ca.pem"},
     }, base_dir=tmp_path)
     data = yaml.safe_load(render_sync_images(p, IMAGES).text)
-    assert data["creds"][0]["regcert"] == PEM
+    assert data["creds"][0]["regcert"] == pem
 
 
 def test_unreadable_ca_file_names_the_field(tmp_path: Path) -> None:
