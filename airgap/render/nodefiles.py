@@ -7,16 +7,29 @@ installed.
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path, PurePosixPath
 
-from airgap.config import Mode, Node, Plan
-from airgap.images import ImageRef, format_image_list, merge_images, registries
+from rich.markup import escape
+from rich.tree import Tree
+
+from airgap.config import Mode, Node, Plan, workload_images
+from airgap.errors import AirgapError
+from airgap.images import ImageRef, format_image_list, merge_images, read_image_list, registries
+from airgap.lock import read_lock
 from airgap.render import RenderedFile
 from airgap.render.hosts import render_hosts_files
 from airgap.render.proxy import render_proxy_dropin
 from airgap.render.route import render_route
 
 CONNECTED_IMAGE_LIST = "images.txt"
+DEFAULT_IMAGES = "default-images.txt"
 
 
 def render_node_files(
@@ -60,3 +73,145 @@ def _no_duplicates(files: Sequence[RenderedFile]) -> None:
     dup = sorted({p for p in paths if paths.count(p) > 1})
     if dup:
         raise ValueError(f"two renderers produced {dup[0]}")
+
+
+# --- Writing a preview tree (invoke render) ------------------------------------------
+
+MARKER = ".airgap-render"
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    out: Path
+    files: list[str]  # paths relative to out, sorted
+    routes: dict[str, list[str]]  # node name -> runtime route command
+
+
+def plan_images(
+    plan: Plan, *, images_file: Path | None = None, bundle: Path | None = None
+) -> list[ImageRef]:
+    """The images a plan implies: the k8s list plus the plan's workload images.
+
+    The k8s list is, in order of preference: an explicit ``k8s list-images`` output or
+    images.txt, the bundle's images.lock (what ``invoke prepare`` pinned), or the list
+    shipped with k8s-airgap (the images the upstream procedure names).
+    """
+    if images_file is not None and bundle is not None:
+        raise AirgapError(
+            "Give --images or --bundle, not both",
+            resolution="--images FILE for a list-images output, "
+            "--bundle DIR for a prepared bundle.",
+        )
+    if images_file is not None:
+        base = read_image_list(images_file)
+    elif bundle is not None and (bundle / "images.lock").is_file():
+        base = read_lock(bundle / "images.lock").refs()
+    elif bundle is not None and not bundle.is_dir():
+        raise AirgapError(
+            f"{bundle}: bundle directory not found",
+            resolution="Pass the directory `invoke prepare --bundle DIR` wrote.",
+        )
+    else:
+        with resources.as_file(resources.files("airgap") / "data" / DEFAULT_IMAGES) as p:
+            base = read_image_list(p)
+    return merge_images(base, workload_images(plan))
+
+
+def render_all(
+    plan: Plan, images: Sequence[ImageRef], ca_pem: bytes | None
+) -> dict[str, RenderedFile]:
+    """Every file, keyed by its path below the output directory (nothing written)."""
+    tree: dict[str, RenderedFile] = {}
+    for node in plan.nodes:
+        for f in render_node_files(plan, node, images, ca_pem):
+            tree[_inside(f"nodes/{node.name}", f.path)] = f
+    for f in render_connected_files(plan, images, ca_pem):
+        tree[_inside("connected", f.path)] = f
+    return tree
+
+
+def write_render(
+    plan: Plan, images: Sequence[ImageRef], ca_pem: bytes | None, out: Path
+) -> RenderResult:
+    """Render everything, then replace ``out`` in one rename; on error nothing changes.
+
+    ``out`` may be missing, empty, or a previous render (it holds a marker file); any
+    other existing directory is refused, so a typo such as ``--out /etc`` cannot
+    destroy anything.
+    """
+    tree = render_all(plan, images, ca_pem)  # every error surfaces before any write
+    routes = {n.name: render_route(plan, n).command for n in plan.nodes}
+    out = Path(os.path.abspath(out))
+    if out.exists() or out.is_symlink():
+        if not out.is_dir() or out.is_symlink():
+            raise AirgapError(
+                f"{out}: exists and is not a directory",
+                resolution="Choose another --out, or remove it.",
+            )
+        if any(out.iterdir()) and not (out / MARKER).is_file():
+            raise AirgapError(
+                f"{out}: directory is not empty and was not written by `invoke render`",
+                resolution="Choose a new or empty --out directory; a previous render is replaced.",
+            )
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    except OSError as exc:
+        raise AirgapError(f"{out}: cannot create the output directory ({exc.strerror})") from None
+    try:
+        for rel, f in tree.items():
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(f.content)
+            target.chmod(f.mode)
+        (tmp / MARKER).write_text(f"Rendered by k8s-airgap from {plan.source}\n")
+        tmp.chmod(0o755)
+        if out.exists():
+            holder = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=parent))
+            os.rename(out, holder / "previous")
+            try:
+                os.rename(tmp, out)
+            except OSError:
+                os.rename(holder / "previous", out)
+                raise
+            finally:
+                shutil.rmtree(holder, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise AirgapError(
+            f"{out}: cannot write the rendered files ({exc.strerror or exc})"
+        ) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return RenderResult(out=out, files=sorted(tree), routes=routes)
+
+
+def _inside(prefix: str, path: str) -> str:
+    rel = PurePosixPath(prefix) / path.lstrip("/")
+    if ".." in rel.parts:
+        raise ValueError(f"refusing to write outside the output directory: {path}")
+    return str(rel)
+
+
+def render_tree(result: RenderResult, image_count: int) -> Tree:
+    """What was written, as a tree, with the runtime route command per node."""
+    tree = Tree(f"[bold]{result.out}[/bold]  ({len(result.files)} files, {image_count} images)")
+    branches: dict[str, Tree] = {}
+    for rel in result.files:
+        parts = PurePosixPath(rel).parts
+        parent = tree
+        for depth in range(1, len(parts)):
+            key = "/".join(parts[:depth])
+            if key not in branches:
+                branches[key] = parent.add(escape(parts[depth - 1] + "/"))
+            parent = branches[key]
+        parent.add(escape(parts[-1]))
+    for name, command in result.routes.items():
+        branch = branches.get(f"nodes/{name}")
+        label = "[dim]run if no default route: " + escape(shlex.join(command)) + "[/dim]"
+        (branch or tree).add(label)
+    return tree
