@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from airgap import tools
-from airgap.config import CONTAINERD_UNIT, SIDELOAD_DIR, Plan
+from airgap.config import CONTAINERD_UNIT, SIDELOAD_DIR, Plan, workload_images
 from airgap.errors import AirgapError
 from airgap.images import ImageRef, merge_images, parse_image_ref, read_image_list
 from airgap.lock import ImageLock
@@ -109,20 +109,16 @@ class Source:
 
 
 def plan_image_list(plan: Plan) -> list[ImageRef]:
-    """The images the plan implies when there is no images.lock yet."""
+    """The images the plan implies when there is no images.lock yet: the k8s images
+    (airgap/data/default-images.txt) plus the plan's workload images."""
     lists: list[list[ImageRef]] = []
     default = Path(__file__).resolve().parent / "data" / "default-images.txt"
     if default.is_file():
         lists.append(read_image_list(default))
-    for f in plan.images.files:
-        lists.append(read_image_list(plan.resolve(f)))
-    extra = []
-    for text in plan.images.extra:
-        try:
-            extra.append(parse_image_ref(text))
-        except ValueError as exc:
-            raise AirgapError(f"{plan.source}: images.extra: {exc}") from None
-    lists.append(extra)
+    try:
+        lists.append(workload_images(plan))
+    except ValueError as exc:
+        raise AirgapError(f"{plan.source}: images.extra: {exc}") from None
     images = merge_images(*lists)
     if not images:
         raise AirgapError(
