@@ -97,6 +97,100 @@ def init(c, out="airgap.yaml", mode="mirror", force=False):
           f"invoke render --plan {target} --out rendered")
 
 
+
+@task(
+    help={
+        "force": "Reinstall even if the pinned versions are already there.",
+        "check": "Only report where regsync/regctl are and their versions; install nothing.",
+        "debug": "Log every command run (secrets are never logged).",
+    }
+)
+def tools(c, force=False, check=False, debug=False):
+    """Install the pinned regsync and regctl (go install) into .bin/ and check their versions."""
+    _verbosity(debug)
+    from rich.table import Table
+
+    from airgap import tools as _tools
+
+    with user_errors():
+        status = _tools.check_tools() if check else _tools.install_tools(force=force)
+    table = Table(title=f"regclient tools (pinned {_tools.REGCLIENT_VERSION})")
+    for col in ("tool", "path", "version", "ok"):
+        table.add_column(col)
+    for s in status:
+        table.add_row(s.name, str(s.path or "not found"), s.version or "-",
+                      "[green]yes[/]" if s.ok else "[red]no[/]")
+    Console().print(table)
+    if not all(s.ok for s in status):
+        raise Exit("Error: regsync/regctl missing or not at the pinned version; "
+                   "run `invoke tools` to install them", code=1)
+
+
+@task(
+    iterable=["insecure_upstream"],
+    help={
+        "plan": "The plan (airgap.yaml); its mirror: section names the registry.",
+        "bundle": "A prepared bundle: its images.lock gives the images and their digests.",
+        "lock": "An images.lock to verify digests against (default: BUNDLE/images.lock).",
+        "images": "k8s image list instead of the bundle/default list (list-images output).",
+        "config": "Also write the full sync-images.yaml here (to read or run by hand).",
+        "insecure_upstream": "HOST:PORT of an upstream served over plain http (repeatable).",
+        "upstream_ca": "PEM CA file trusted for upstream registries (lab upstream).",
+        "parallel": "Images regsync copies at once (default 6).",
+        "debug": "Log every command run (secrets are never logged).",
+    },
+)
+def mirror(c, plan=None, bundle=None, lock=None, images=None, config=None,
+           insecure_upstream=None, upstream_ca=None, parallel=6, debug=False):
+    """Copy every image into the private mirror with regsync, then verify each by digest."""
+    _verbosity(debug)
+    from pathlib import Path
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from airgap.config import load_plan
+    from airgap.images import registries
+    from airgap.lock import read_lock
+    from airgap.mirror import MirrorError, mirror_images, report_table, summary_line
+    from airgap.render.nodefiles import plan_images
+    from airgap.render.sync import RegistryAccess
+
+    if not plan:
+        raise Exit("Error: --plan FILE is required (see `invoke mirror --help`)", code=1)
+    out = Console()
+    with user_errors():
+        p = load_plan(plan)
+        lock_path = Path(lock) if lock else (Path(bundle) / "images.lock" if bundle else None)
+        locked = read_lock(lock_path) if lock_path and lock_path.is_file() else None
+        if lock and locked is None:
+            raise AirgapError(f"{lock}: images.lock not found",
+                              resolution="Pass the images.lock `invoke prepare` wrote.")
+        refs = plan_images(p, images_file=Path(images) if images else None,
+                           bundle=Path(bundle) if bundle and not lock else None)
+        if locked is not None and not images:
+            refs = sorted({str(r): r for r in [*locked.refs(), *refs]}.values(), key=str)
+        ca_pem = Path(upstream_ca).read_text() if upstream_ca else None
+        insecure = set(insecure_upstream or [])
+        ups = [RegistryAccess(host, tls="disabled" if host in insecure else "enabled",
+                              ca_pem=None if host in insecure else ca_pem)
+               for host in registries(refs) if host in insecure or ca_pem]
+        try:
+            with Progress(TextColumn("{task.description}"), BarColumn(),
+                          TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                          console=console, transient=False) as progress:
+                report = mirror_images(p, refs, lock=locked, upstreams=ups,
+                                       config_out=Path(config) if config else None,
+                                       parallel=int(parallel), progress=progress)
+        except MirrorError as exc:
+            out.print(report_table(exc.report))
+            console.print(summary_line(exc.report))
+            raise
+    out.print(report_table(report))
+    console.print(summary_line(report))
+
+
 ns = Collection(version)
 ns.add_task(render)
 ns.add_task(init)
+ns.add_task(tools)
+ns.add_task(mirror)
