@@ -851,7 +851,7 @@ def report_table(report: MirrorReport) -> Table:
         short = digest.split(":", 1)[-1][:12] if digest != "-" else "-"
         plats = f" ({r.platforms} platforms)" if r.platforms > 1 else ""
         status = f"[{_STYLE[r.status]}]{r.status.value}[/]"
-        if r.detail and not r.status.ok:
+        if r.detail and not r.status.ok and r.status is not Status.missing_upstream:
             status += f": {r.detail}"
         table.add_row(str(r.ref) + plats, short, status, human_bytes(r.bytes_copied))
     return table
