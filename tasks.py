@@ -189,8 +189,120 @@ def mirror(c, plan=None, bundle=None, lock=None, images=None, config=None,
     console.print(summary_line(report))
 
 
+@task(
+    help={
+        "plan": "The plan (airgap.yaml): nodes, platforms, workload images.",
+        "out": "Directory for the *.tar archives (default: BUNDLE/images).",
+        "bundle": "A prepared bundle: its images.lock gives the images and digests.",
+        "lock": "An images.lock to export exactly (default: BUNDLE/images.lock).",
+        "images": "k8s image list instead of the bundle/default list (list-images output).",
+        "platform": "The nodes' platform, e.g. linux/arm64 (default: the plan's platform).",
+        "source": "Export from this registry instead of upstream: http(s)://HOST:PORT[/prefix].",
+        "single_archive": "Write one OCI archive holding every image (shared blobs once).",
+        "export": "Export archives (--no-export: only validate/deliver what is in --out).",
+        "deliver": "Copy the archives to every node, restart the runtime, confirm digests.",
+        "node": "Deliver only to this node (repeatable; default: every node of the plan).",
+        "timeout": "Seconds to wait on each node for the images to appear (default 120).",
+        "debug": "Log every command run (secrets are never logged).",
+    },
+    iterable=["node"],
+)
+def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platform=None,
+             source=None, single_archive=False, export=True, deliver=False, node=None,
+             timeout=120, debug=False):
+    """Export named, validated image archives for side-loading; optionally deliver them."""
+    _verbosity(debug)
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from airgap import sideload as sl
+    from airgap.config import load_plan
+    from airgap.lock import read_lock
+    from airgap.nodeset import build_nodes, close_nodes
+    from airgap.render.nodefiles import plan_images
+
+    if not plan:
+        raise Exit("Error: --plan FILE is required (see `invoke sideload --help`)", code=1)
+    if not out and not bundle:
+        raise Exit("Error: --out DIR (or --bundle DIR) is required", code=1)
+    out_dir = Path(out) if out else Path(bundle) / "images"
+    stdout = Console()
+    with user_errors():
+        p = load_plan(plan)
+        wanted = sl.plan_platform(p, platform)
+        lock_path = Path(lock) if lock else (Path(bundle) / "images.lock" if bundle else None)
+        locked = read_lock(lock_path) if lock_path and lock_path.is_file() else None
+        if lock and locked is None:
+            raise AirgapError(f"{lock}: images.lock not found",
+                              resolution="Pass the images.lock `invoke prepare` wrote.")
+        refs = plan_images(p, images_file=Path(images) if images else None,
+                           bundle=Path(bundle) if bundle and not lock else None)
+        if locked is not None and not images:
+            refs = sorted({str(r): r for r in [*locked.refs(), *refs]}.values(), key=str)
+        selected = sl.select_images(refs, wanted, lock=locked,
+                                    source=sl.Source.parse(source) if source else None)
+        expected = [i.ref.with_digest(i.expected_digest) if i.expected_digest else i.ref
+                    for i in selected]
+        if export:
+            with console.status("exporting") as status:
+                reports = sl.export_images(
+                    selected, out_dir, wanted,
+                    source=sl.Source.parse(source) if source else None,
+                    single_archive=single_archive,
+                    progress=lambda msg: status.update(msg),
+                )
+        else:
+            archives = sorted(out_dir.glob("*.tar"))
+            with console.status("validating"):
+                reports = sl.validate_archives(archives, expected, wanted)
+        table = Table(title=f"Side-load archives ({wanted}) in {out_dir}")
+        for col in ("archive", "image", "digest", "size"):
+            table.add_column(col)
+        for rep in reports:
+            for n, img in enumerate(rep.images):
+                table.add_row(rep.path.name if n == 0 else "", img.name,
+                              img.digest or "(docker-archive: set on import)",
+                              f"{rep.size / 1e6:.1f} MB" if n == 0 else "")
+        stdout.print(table)
+        if not deliver:
+            return
+        nodes = build_nodes(p, only=node or None)
+        try:
+            with console.status("delivering") as status:
+                results = sl.deliver(p, list(nodes.values()), [r.path for r in reports],
+                                     expected=expected, platform=wanted, timeout=float(timeout),
+                                     progress=lambda msg: status.update(msg))
+        finally:
+            close_nodes(nodes)
+        table = Table(title="Side-load delivery")
+        for col in ("node", "image", "expected", "found", "status"):
+            table.add_column(col)
+        for res in results:
+            if res.error:
+                table.add_row(res.node, "", "", "", f"[red]error: {res.error}[/red]")
+            for row in res.rows:
+                color = "green" if row.ok else ("yellow" if row.status == "pending" else "red")
+                table.add_row(res.node, row.image, row.expected or "-", row.found or "-",
+                              f"[{color}]{row.status}[/{color}]")
+        stdout.print(table)
+        bad = [r.node for r in results if not r.ok and not (
+            r.restart is None and r.error is None)]
+        if bad:
+            raise Exit(f"Error: side-loaded images not confirmed on {', '.join(bad)}", code=1)
+        pending = [r.node for r in results if r.restart is None and r.error is None]
+        if pending:
+            console.print(f"Runtime not installed on {', '.join(pending)}: the archives are "
+                          "imported when containerd first starts (invoke deploy).")
+
+
 ns = Collection(version)
 ns.add_task(render)
 ns.add_task(init)
 ns.add_task(tools)
 ns.add_task(mirror)
+
+from lab import tasks as lab_tasks  # noqa: E402
+
+ns.add_collection(lab_tasks.ns, "lab")
+ns.add_task(sideload)

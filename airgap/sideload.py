@@ -29,9 +29,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from airgap import tools
-from airgap.config import CONTAINERD_UNIT, SIDELOAD_DIR, Plan, workload_images
-from airgap.errors import AirgapError
-from airgap.images import ImageRef, merge_images, parse_image_ref, read_image_list
+from airgap.config import CONTAINERD_UNIT, SIDELOAD_DIR, Plan
+from airgap.errors import AirgapError, CommandError
+from airgap.images import ImageRef, parse_image_ref
 from airgap.lock import ImageLock
 from airgap.nodes import Node
 from airgap.ociarchive import (
@@ -106,26 +106,6 @@ class Source:
 
     def regctl_args(self) -> list[str]:
         return ["--host", f"reg={self.host},tls=disabled"] if self.scheme == "http" else []
-
-
-def plan_image_list(plan: Plan) -> list[ImageRef]:
-    """The images the plan implies when there is no images.lock yet: the k8s images
-    (airgap/data/default-images.txt) plus the plan's workload images."""
-    lists: list[list[ImageRef]] = []
-    default = Path(__file__).resolve().parent / "data" / "default-images.txt"
-    if default.is_file():
-        lists.append(read_image_list(default))
-    try:
-        lists.append(workload_images(plan))
-    except ValueError as exc:
-        raise AirgapError(f"{plan.source}: images.extra: {exc}") from None
-    images = merge_images(*lists)
-    if not images:
-        raise AirgapError(
-            f"{plan.source}: no images to side-load",
-            resolution="Pass --bundle/--lock, or list images in images.files / images.extra.",
-        )
-    return images
 
 
 def plan_platform(plan: Plan, platform: str | None) -> str:
@@ -288,7 +268,8 @@ def _check_image(
         found = ", ".join(str(p) for p in entry.platforms) or "unknown"
         problems.append((
             f"image {label} is for {found}, the plan's nodes are {wanted}",
-            f"Re-export with --platform {wanted} (the runtime imports only its own platform).",
+            f"Re-export with --platform {wanted} (the runtime imports only its own platform); "
+            f"an image with no {wanted} variant cannot run on these nodes.",
         ))
     for blob in entry.problems:
         role = f" ({blob.role})" if blob.role else ""
@@ -312,6 +293,7 @@ def validate_archive(
     platform: str,
     *,
     require_suffix: bool = True,
+    display: str | None = None,
 ) -> ArchiveReport:
     """Check an archive against the runtime's rules; AirgapError says what to fix.
 
@@ -341,7 +323,7 @@ def validate_archive(
     if dup:
         problems.append((f"names {dup[0]} twice", "Export each image once."))
     if problems:
-        brief = f"{path}: {problems[0][0]}"
+        brief = f"{display or path}: {problems[0][0]}"
         if len(problems) > 1:
             brief += f" (and {len(problems) - 1} more problem(s))"
         raise AirgapError(
@@ -363,10 +345,17 @@ def validate_archive(
 
 
 def validate_archives(
-    paths: Sequence[Path], expected: Sequence[ImageRef] | None, platform: str
+    paths: Sequence[Path],
+    expected: Sequence[ImageRef] | None,
+    platform: str,
+    *,
+    display: Callable[[Path], str] | None = None,
 ) -> list[ArchiveReport]:
     """Validate each archive, then the set: no image twice, every expected image present."""
-    reports = [validate_archive(p, expected, platform) for p in paths]
+    reports = [
+        validate_archive(p, expected, platform, display=display(p) if display else None)
+        for p in paths
+    ]
     seen: dict[str, Path] = {}
     for rep in reports:
         for img in rep.images:
@@ -390,10 +379,18 @@ def validate_archives(
 # -- export ----------------------------------------------------------------------------
 
 
-def _regctl(args: Sequence[str], source: Source | None) -> None:
-    tools.run_tool(
-        "regctl", [*(source.regctl_args() if source else []), *args], timeout=EXPORT_TIMEOUT
-    )
+def _regctl(args: Sequence[str], source: Source | None, img: SideloadImage) -> None:
+    try:
+        tools.run_tool(
+            "regctl", [*(source.regctl_args() if source else []), *args], timeout=EXPORT_TIMEOUT
+        )
+    except CommandError as exc:
+        raise AirgapError(
+            f"regctl could not export {img.ref.name} from {img.source}",
+            details=exc.details,
+            resolution="Check that the registry holds this image and is reachable from this "
+            "machine (--source for a connected-side registry); nothing was written.",
+        ) from None
 
 
 def export_images(
@@ -421,10 +418,12 @@ def export_images(
                 progress(f"export {img.ref.name}")
                 tmp = work / img.archive_name
                 _regctl(["image", "export", "--platform", platform, "--name", img.ref.name,
-                         img.source, str(tmp)], source)
+                         img.source, str(tmp)], source, img)
                 built.append(tmp)
         progress("validate")
-        reports = validate_archives(built, expected, platform)
+        reports = validate_archives(
+            built, expected, platform, display=lambda p: f"{p.name} (exported, not written)"
+        )
         final = []
         for rep in reports:
             dest = out_dir / rep.path.name
@@ -449,7 +448,7 @@ def _build_single(
     for n, img in enumerate(images):
         progress(f"copy {img.ref.name}")
         _regctl(["image", "copy", "--platform", platform, img.source,
-                 f"ocidir://{layout}:img{n}"], source)
+                 f"ocidir://{layout}:img{n}"], source, img)
     index = json.loads((layout / "index.json").read_text())
     by_tag = {
         (d.get("annotations") or {}).get(REF_ANNOTATION): d for d in index.get("manifests", [])
