@@ -18,8 +18,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # so `from tests.support... import` works everywhere
 
 from tests.support.containerd import Containerd, start_containerd  # noqa: E402
+from tests.support.netns import NetnsLab  # noqa: E402
 from tests.support.registry import Registry, TestCA, start_registry  # noqa: E402
 from tests.support.require import require_binary, require_root  # noqa: E402
+from tests.support.squid import Squid, start_squid  # noqa: E402
 
 
 @pytest.fixture
@@ -66,3 +68,38 @@ def containerd_factory(tmp_path: Path) -> Iterator[Callable[..., Containerd]]:
     yield make
     for ctrd in reversed(started):
         ctrd.cleanup()
+
+
+@pytest.fixture
+def squid_factory(tmp_path: Path) -> Iterator[Callable[..., Squid]]:
+    """start_squid(...) per call (bind=, port=, allow_hosts=, connect_ports=, hosts=, netns=)."""
+    require_root()
+    require_binary("squid")
+    started: list[Squid] = []
+
+    def make(name: str | None = None, **kwargs: Any) -> Squid:
+        squid = start_squid(tmp_path / (name or f"squid{len(started)}"), **kwargs)
+        started.append(squid)
+        return squid
+
+    yield make
+    for squid in reversed(started):
+        squid.cleanup()
+
+
+@pytest.fixture
+def netns_factory() -> Iterator[NetnsLab]:
+    """A NetnsLab: `netns_factory.network("up", host=True)`, `netns_factory("client",
+    networks=["up"])` -> Namespace. Everything is deleted at the end, even on failure.
+
+    Request it before the daemon fixtures (registry_factory, ...) so daemons inside the
+    namespaces are stopped first.
+    """
+    require_root()
+    require_binary("nsenter")
+    require_binary("ip")
+    lab = NetnsLab()
+    try:
+        yield lab
+    finally:
+        lab.cleanup()
