@@ -22,6 +22,7 @@ were skipped and why; the runtime configuration still runs for real.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import posixpath
@@ -191,13 +192,35 @@ def _default_verify(bundle: Path) -> object:
     return verify_bundle(bundle)
 
 
-def _default_deliver(plan: Plan, node: Node, archives: Sequence[Path]) -> bool:
-    """Side-load archives; True when something new was put on the node."""
+@functools.lru_cache(maxsize=4)
+def _archive_images(archives: tuple[Path, ...], platform: str) -> dict[str, str | None]:
     from airgap import sideload
 
-    result: Any = sideload.deliver(node, list(archives), restart=False)
-    changed = getattr(result, "changed", result)
-    return bool(changed)
+    reports = sideload.validate_archives(list(archives), None, platform)
+    return {img.name: img.digest for rep in reports for img in rep.images}
+
+
+def _default_deliver(plan: Plan, node: Node, archives: Sequence[Path]) -> bool:
+    """Side-load unless every archived image is already in the runtime with its digest.
+
+    True when archives were delivered (deliver restarts the runtime itself).
+    """
+    from airgap import sideload
+
+    want = _archive_images(tuple(archives), sideload.plan_platform(plan, None))
+    ctr = sideload._ctr(node, sideload.RuntimeAccess())
+    res = node.run([*ctr, "-n", "k8s.io", "images", "ls"], check=False, timeout=60)
+    found = sideload.parse_ctr_images(res.stdout) if res.ok else {}
+    if want and all(n in found and d in (None, found[n]) for n, d in want.items()):
+        return False
+    [result] = sideload.deliver(plan, [node], archives)
+    if not result.ok:
+        bad = [f"{r.image}: {r.status}" for r in result.rows if not r.ok]
+        raise AirgapError(
+            f"{node.name}: side-loading failed: {result.error or ', '.join(bad[:3])}",
+            resolution="Check the archives with `invoke sideload --check`, then run deploy again.",
+        )
+    return True
 
 
 # --- one node's preparation ---------------------------------------------------------
@@ -379,18 +402,22 @@ class _NodeDeploy:
             self.node.run(["systemctl", "daemon-reload"])
             changes.append("proxy drop-in")
         archives = self.ctx.bundle.archives
-        if (
+        delivered = (
             self.ctx.plan.has(Mode.sideload)
-            and archives
+            and bool(archives)
             and self.ctx.deliver(self.ctx.plan, self.node, archives)
-        ):
-            changes.append(f"side-load: {len(self.ctx.bundle.archives)} archive(s)")
+        )
+        if delivered:
+            # deliver restarts the runtime itself (archives are imported only at start).
+            changes.append(f"side-loaded {len(archives)} archive(s); containerd restarted")
+        elif changes:
+            # try-restart: a running containerd (stand-in, or an installed snap) picks
+            # the change up now; one that is not running yet reads it when it starts.
+            self.node.run(["systemctl", "try-restart", f"{CONTAINERD_UNIT}.service"])
+            changes.append("containerd restarted")
         if not changes:
             return StepStatus.done, "configuration unchanged; containerd not restarted"
-        # try-restart: a running containerd (stand-in, or an installed snap) picks the
-        # change up now; one that is not running yet reads it at bootstrap.
-        self.node.run(["systemctl", "try-restart", f"{CONTAINERD_UNIT}.service"])
-        return StepStatus.changed, ", ".join(changes) + "; containerd restarted"
+        return StepStatus.changed, ", ".join(changes)
 
 
 def _snap_list_revision(stdout: str, name: str) -> str | None:

@@ -63,6 +63,7 @@ class FakeNode:
     has_snapd: bool = True
     stand_in: bool = False
     default_route: str = ""
+    missing_commands: set[str] = field(default_factory=set)
     # Revision that `snap install PATH` installs, by snap name.
     snap_revisions: dict[str, str] = field(default_factory=dict)
     commands: list[list[str]] = field(default_factory=list)
@@ -142,7 +143,7 @@ class FakeNode:
 
         match a:
             case ["sh", "-c", script, _, name] if script.startswith("command -v"):
-                present = (name == "snap" and self.has_snapd) or name in {"sh", "python3", "curl"}
+                present = self.has_snapd if name == "snap" else name not in self.missing_commands
                 return ok if present else fail("", 127)
             case ["test", "-e", path]:
                 return ok if path in self.files else fail("")
