@@ -296,6 +296,96 @@ def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platfo
                           "imported when containerd first starts (invoke deploy).")
 
 
+@task(
+    help={
+        "plan": "The plan (airgap.yaml) naming the nodes and the image access mode(s).",
+        "bundle": "A prepared bundle (optional): its images.lock names the registries the "
+        "proxy must reach, its size sets the free disk needed.",
+        "node": "Check only this node (repeatable); default: every node in the plan.",
+        "debug": "Log every command run (secrets are never logged).",
+    },
+    iterable=["node"],
+)
+def preflight(c, plan=None, bundle=None, node=None, debug=False):
+    """Check every node before install: route, ports, proxy/mirror, disk, snapd, clock."""
+    _verbosity(debug)
+    from pathlib import Path
+
+    from rich.console import Console as _Console
+
+    from airgap.config import load_plan
+    from airgap.nodeset import build_nodes, close_nodes
+    from airgap.preflight import preflight as run_preflight
+    from airgap.preflight import report_tables
+
+    if not plan:
+        raise Exit("Error: --plan FILE is required (see `invoke preflight --help`)", code=1)
+    with user_errors():
+        p = load_plan(plan)
+        nodes = build_nodes(p, node or None)
+        try:
+            with console.status(f"preflight on {len(nodes)} node(s)"):
+                report = run_preflight(p, nodes, bundle=Path(bundle) if bundle else None)
+        finally:
+            close_nodes(nodes)
+    out = _Console()
+    for table in report_tables(report):
+        out.print(table)
+    failed = [n.name for n in report.nodes if n.failed]
+    if failed:
+        raise Exit(f"Error: preflight failed on {', '.join(failed)} (see the fix column)", code=1)
+    out.print(f"Preflight passed on {len(report.nodes)} node(s).")
+
+
+@task(
+    help={
+        "plan": "The plan (airgap.yaml) naming the nodes and the image access mode(s).",
+        "bundle": "The bundle written by `invoke prepare --bundle DIR` (verified first).",
+        "node": "Deploy only this node (repeatable); joins need the bootstrap node.",
+        "timeout": "Seconds to wait for every node to be Ready (default 900).",
+        "debug": "Log every command run (secrets are never logged).",
+    },
+    iterable=["node"],
+)
+def deploy(c, plan=None, bundle=None, node=None, timeout=900, debug=False):
+    """Install k8s from the bundle, configure the runtime, bootstrap, join, wait for Ready."""
+    _verbosity(debug)
+    from pathlib import Path
+
+    from rich.console import Console as _Console
+
+    from airgap.config import load_plan
+    from airgap.deploy import deploy as run_deploy
+    from airgap.deploy import report_tables
+    from airgap.nodeset import build_nodes, close_nodes
+
+    if not plan or not bundle:
+        raise Exit("Error: --plan FILE and --bundle DIR are required (see `invoke deploy --help`)",
+                   code=1)
+    with user_errors():
+        p = load_plan(plan)
+        nodes = build_nodes(p, node or None)
+        try:
+            with console.status("deploy") as status:
+                report = run_deploy(
+                    p, nodes, Path(bundle), ready_timeout=float(timeout),
+                    on_progress=lambda n, msg: status.update(f"deploy: {n}: {msg}"),
+                )
+        finally:
+            close_nodes(nodes)
+    out = _Console()
+    for table in report_tables(report):
+        out.print(table)
+    for n in report.nodes:
+        for exc in n.errors:
+            console.print(f"[red]{n.name}[/red]: {exc}")
+    failed = [n.name for n in report.nodes if n.failed]
+    if failed:
+        raise Exit(f"Error: deploy failed on {', '.join(failed)}; fix it and run deploy again "
+                   "(finished steps are skipped)", code=1)
+    out.print(f"Deployed {len(report.nodes)} node(s).")
+
+
 ns = Collection(version)
 ns.add_task(render)
 ns.add_task(init)
@@ -306,3 +396,5 @@ from lab import tasks as lab_tasks  # noqa: E402
 
 ns.add_collection(lab_tasks.ns, "lab")
 ns.add_task(sideload)
+ns.add_task(preflight)
+ns.add_task(deploy)
