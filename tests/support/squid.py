@@ -41,8 +41,10 @@ def render_config(
     *, bind: str, port: int, run_dir: Path, hosts_file: Path, allow_hosts: Sequence[str],
     connect_ports: Sequence[int],
 ) -> str:
-    names = [h for h in allow_hosts if not _is_net(h)]
-    nets = [h for h in allow_hosts if _is_net(h)]
+    # Names and single IPs match the URL's host literally (dstdomain -n: no DNS, no
+    # reverse lookups); only CIDRs need `dst`, which resolves the destination.
+    names = [h for h in allow_hosts if "/" not in h or not _is_net(h)]
+    nets = [h for h in allow_hosts if "/" in h and _is_net(h)]
     ports = " ".join(str(p) for p in sorted({443, *connect_ports}))
     lines = [
         f"http_port {bind}:{port}",
@@ -57,6 +59,7 @@ def render_config(
         "netdb_filename none",
         f"hosts_file {hosts_file}",
         "dns_nameservers 127.0.0.1",
+        "dns_timeout 3 seconds",
         "shutdown_lifetime 0 seconds",
         "pinger_enable off",
         "visible_hostname airgap-test-proxy",
@@ -67,7 +70,7 @@ def render_config(
         "http_access deny CONNECT !SSL_ports",
     ]
     if names:
-        lines.append("acl allowed_names dstdomain " + " ".join(names))
+        lines.append("acl allowed_names dstdomain -n " + " ".join(names))
         lines.append("http_access allow allowed_names")
     if nets:
         lines.append("acl allowed_nets dst " + " ".join(nets))
