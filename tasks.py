@@ -386,6 +386,106 @@ def deploy(c, plan=None, bundle=None, node=None, timeout=900, debug=False):
     out.print(f"Deployed {len(report.nodes)} node(s).")
 
 
+@task(
+    help={
+        "plan": "The plan (airgap.yaml): k8s channel, workload images, target platforms.",
+        "bundle": "The bundle directory to write (re-runs keep files that still verify).",
+        "from": "Build from snaps and .assert files downloaded elsewhere (no Snap Store needed).",
+        "trusted_root": "Root account-key to trust instead of Canonical's (brand store, tests).",
+        "no_signature_check": "Do not check assertion signatures (loud warning; last resort).",
+        "refresh_images": "Resolve image digests again even when images.lock is current.",
+        "debug": "Log every command run.",
+    }
+)
+def prepare(c, plan=None, bundle=None, from_=None, trusted_root=None, no_signature_check=False,
+            refresh_images=False, debug=False):
+    """Build the bundle that crosses the gap: snaps + assertions, images.lock, manifest."""
+    _verbosity(debug)
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from airgap.bundle import NO_CHECK_WARNING, load_trust, prepare_bundle
+    from airgap.config import load_plan
+
+    if not plan or not bundle:
+        raise Exit("Error: --plan FILE and --bundle DIR are required (see `invoke prepare --help`)",
+                   code=1)
+    stdout = Console()
+    with user_errors():
+        p = load_plan(plan)
+        if no_signature_check and not trusted_root:
+            console.print(f"[bold red]{NO_CHECK_WARNING}[/]")
+        trust = load_trust(Path(trusted_root) if trusted_root else None,
+                           not (no_signature_check and not trusted_root))
+        with console.status("preparing") as status:
+            rep = prepare_bundle(p, Path(bundle), from_dir=Path(from_) if from_ else None,
+                                 trust=trust, refresh_images=refresh_images,
+                                 progress=lambda msg: status.update(msg))
+        table = Table(title=f"Bundle {rep.bundle}")
+        for col in ("snap", "revision", "channel", "size", "action", "key chain"):
+            table.add_column(col)
+        for s in rep.snaps:
+            table.add_row(s.snap.name, s.snap.revision, s.channel, f"{s.snap.size / 1e6:.1f} MB",
+                          s.action, s.snap.chain_text)
+        stdout.print(table)
+        images = Table(title=f"images.lock ({rep.images_action}; {', '.join(rep.lock.platforms)})")
+        for col in ("image", "source", "digest"):
+            images.add_column(col)
+        for i in sorted(rep.lock.images, key=lambda i: str(i.ref)):
+            images.add_row(str(i.ref), i.source, i.digest)
+        stdout.print(images)
+        stdout.print(f"manifest written: {rep.manifest}")
+        if not rep.signature_check:
+            console.print(f"[bold red]{NO_CHECK_WARNING}[/]")
+
+
+@task(
+    help={
+        "bundle": "The bundle directory (as copied across the gap).",
+        "trusted_root": "Root account-key assertion to trust instead of Canonical's.",
+        "no_signature_check": "Do not check assertion signatures (loud warning; last resort).",
+        "debug": "Log every command run.",
+    }
+)
+def verify(c, bundle=None, trusted_root=None, no_signature_check=False, debug=False):
+    """Re-check a bundle against its manifest and every snap against its assertions."""
+    _verbosity(debug)
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from airgap.bundle import NO_CHECK_WARNING, BundleError, VerifyReport, verify_bundle
+
+    if not bundle:
+        raise Exit("Error: --bundle DIR is required (see `invoke verify --help`)", code=1)
+    stdout = Console()
+
+    def show(rep: VerifyReport) -> None:
+        table = Table(title=f"Bundle {rep.bundle}")
+        for col in ("file", "kind", "result", "detail"):
+            table.add_column(col)
+        for r in rep.rows:
+            table.add_row(r.path, r.kind, "[green]ok[/]" if r.ok else "[bold red]FAIL[/]", r.detail)
+        stdout.print(table)
+        if not rep.sideload_checked:
+            stdout.print("side-load archives: none in images/ (nothing to validate)")
+
+    check = not (no_signature_check and not trusted_root)
+    if not check:
+        console.print(f"[bold red]{NO_CHECK_WARNING}[/]")
+    with user_errors():
+        try:
+            with console.status("verifying") as status:
+                rep = verify_bundle(Path(bundle), Path(trusted_root) if trusted_root else None,
+                                    check, progress=lambda msg: status.update(msg))
+        except BundleError as exc:
+            show(exc.report)
+            raise
+        show(rep)
+        stdout.print("[green]bundle verified[/]" + ("" if check else " (signatures NOT checked)"))
+
+
 ns = Collection(version)
 ns.add_task(render)
 ns.add_task(init)
@@ -398,3 +498,5 @@ ns.add_collection(lab_tasks.ns, "lab")
 ns.add_task(sideload)
 ns.add_task(preflight)
 ns.add_task(deploy)
+ns.add_task(prepare)
+ns.add_task(verify)
