@@ -1,0 +1,152 @@
+"""The proof report: what `invoke lab.prove` and `nox -s e2e` show a reader.
+
+One record per (mode, node, image) pull, the isolation evidence per node, the negative
+cases, whether the runtime was the real k8s snap or the stand-in, and the tool
+versions. Written as JSON (for machines) and Markdown that reads on its own.
+Pure: building and formatting only; the scenario does the I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class PullRecord:
+    mode: str
+    node: str
+    image: str
+    ok: bool
+    digest: str = ""
+    expected: str = ""
+    seconds: float = 0.0
+    bytes: int = 0
+    detail: str = ""
+
+
+@dataclass
+class IsolationRecord:
+    node: str
+    check: str
+    ok: bool
+    evidence: str
+
+
+@dataclass
+class NegativeRecord:
+    mode: str
+    case: str
+    failed_as_expected: bool
+    message: str
+
+
+@dataclass
+class Report:
+    lab: str
+    runtime: str
+    stand_in: bool
+    started: str
+    seconds: float = 0.0
+    tools: dict[str, str] = field(default_factory=dict)
+    nodes: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    modes: list[str] = field(default_factory=list)
+    pulls: list[PullRecord] = field(default_factory=list)
+    isolation: list[IsolationRecord] = field(default_factory=list)
+    negatives: list[NegativeRecord] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            bool(self.pulls)
+            and all(p.ok for p in self.pulls)
+            and all(i.ok for i in self.isolation)
+            and all(n.failed_as_expected for n in self.negatives)
+        )
+
+    def mode_ok(self, mode: str) -> bool:
+        rows = [p for p in self.pulls if p.mode == mode]
+        return bool(rows) and all(p.ok for p in rows)
+
+
+def to_json(report: Report) -> str:
+    data = asdict(report)
+    data["ok"] = report.ok
+    return json.dumps(data, indent=2) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _size(n: int) -> str:
+    if n <= 0:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def to_markdown(report: Report) -> str:
+    verdict = "PASSED" if report.ok else "FAILED"
+    out = [
+        f"# k8s-airgap lab proof: {verdict}",
+        "",
+        f"- Lab: `{report.lab}`, started {report.started}, took {report.seconds:.0f} s",
+        f"- Runtime on the nodes: **{report.runtime}**",
+    ]
+    if report.stand_in:
+        out.append(
+            "- The nodes ran the runtime stand-in (Debian's containerd as "
+            "`snap.k8s.containerd.service` at the snap's paths), because the `k8s` snap "
+            "cannot be downloaded here. This proves image access through each mode, not "
+            "the snap itself."
+        )
+    out.append(f"- Nodes: {', '.join(report.nodes)}")
+    out.append(f"- Images ({len(report.images)}): " + ", ".join(f"`{i}`" for i in report.images))
+    if report.tools:
+        out.append("- Tools: " + ", ".join(f"{k} {v}" for k, v in sorted(report.tools.items())))
+    out += ["", "## Modes", "", "| mode | result | pulls ok | time (s) |", "|---|---|---|---|"]
+    for mode in report.modes:
+        rows = [p for p in report.pulls if p.mode == mode]
+        good = sum(p.ok for p in rows)
+        secs = sum(p.seconds for p in rows)
+        out.append(
+            f"| {mode} | {'ok' if report.mode_ok(mode) else 'FAILED'} | {good}/{len(rows)} | {secs:.1f} |"
+        )
+    out += [
+        "",
+        "## Every image on every node, through the runtime's CRI (as kubelet would)",
+        "",
+        "| mode | node | image | result | digest | time (s) | bytes | detail |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in report.pulls:
+        out.append(
+            f"| {p.mode} | {p.node} | `{p.image}` | {'ok' if p.ok else 'FAILED'} | "
+            f"`{p.digest[:19]}` | {p.seconds:.2f} | {_size(p.bytes)} | {_cell(p.detail)} |"
+        )
+    out += ["", "## Isolation", "", "| node | check | result | evidence |", "|---|---|---|---|"]
+    for i in report.isolation:
+        out.append(f"| {i.node} | {_cell(i.check)} | {'ok' if i.ok else 'FAILED'} | {_cell(i.evidence)} |")
+    out += [
+        "",
+        "## Negative cases (each must fail cleanly)",
+        "",
+        "| mode | case | failed as expected | message |",
+        "|---|---|---|---|",
+    ]
+    for n in report.negatives:
+        out.append(
+            f"| {n.mode} | {_cell(n.case)} | {'yes' if n.failed_as_expected else 'NO'} | {_cell(n.message)} |"
+        )
+    if report.steps:
+        out += ["", "## Steps", "", "| step | seconds |", "|---|---|"]
+        for s in report.steps:
+            out.append(f"| {_cell(str(s.get('step', '')))} | {float(s.get('seconds', 0)):.1f} |")
+    return "\n".join(out) + "\n"
