@@ -82,6 +82,10 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(_cell(c) for c in cells) + " |"
+
+
 def _size(n: int) -> str:
     if n <= 0:
         return "-"
@@ -116,9 +120,8 @@ def to_markdown(report: Report) -> str:
         rows = [p for p in report.pulls if p.mode == mode]
         good = sum(p.ok for p in rows)
         secs = sum(p.seconds for p in rows)
-        out.append(
-            f"| {mode} | {'ok' if report.mode_ok(mode) else 'FAILED'} | {good}/{len(rows)} | {secs:.1f} |"
-        )
+        result = "ok" if report.mode_ok(mode) else "FAILED"
+        out.append(_row(mode, result, f"{good}/{len(rows)}", f"{secs:.1f}"))
     out += [
         "",
         "## Every image on every node, through the runtime's CRI (as kubelet would)",
@@ -133,7 +136,7 @@ def to_markdown(report: Report) -> str:
         )
     out += ["", "## Isolation", "", "| node | check | result | evidence |", "|---|---|---|---|"]
     for i in report.isolation:
-        out.append(f"| {i.node} | {_cell(i.check)} | {'ok' if i.ok else 'FAILED'} | {_cell(i.evidence)} |")
+        out.append(_row(i.node, i.check, "ok" if i.ok else "FAILED", i.evidence))
     out += [
         "",
         "## Negative cases (each must fail cleanly)",
@@ -142,9 +145,7 @@ def to_markdown(report: Report) -> str:
         "|---|---|---|---|",
     ]
     for n in report.negatives:
-        out.append(
-            f"| {n.mode} | {_cell(n.case)} | {'yes' if n.failed_as_expected else 'NO'} | {_cell(n.message)} |"
-        )
+        out.append(_row(n.mode, n.case, "yes" if n.failed_as_expected else "NO", n.message))
     if report.steps:
         out += ["", "## Steps", "", "| step | seconds |", "|---|---|"]
         for s in report.steps:
