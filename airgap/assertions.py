@@ -228,7 +228,16 @@ def parse_stream(data: bytes, source: str = "<assertions>") -> list[Assertion]:
             raise AssertionError_(
                 f"{where}: no blank line after the headers (truncated or not an assertion)"
             )
-        headers = parse_headers(data[pos:head_end], where)
+        try:
+            headers = parse_headers(data[pos:head_end], where)
+        except AssertionError_:
+            first = data[pos:head_end].split(b"\n", 1)[0]
+            if out and b":" not in first:
+                raise AssertionError_(
+                    f"{out[-1].where}: followed by data that is not an assertion "
+                    "(its body-length is missing or wrong, or the file is damaged)"
+                ) from None
+            raise
         if "type" not in headers or not isinstance(headers["type"], str):
             raise AssertionError_(f"{where}: no 'type' header (not an assertion)")
         where = f"{source}: assertion {n} ({headers['type']})"

@@ -355,12 +355,15 @@ class TrustStore:
             if a.headers.get("type") != "account-key":
                 raise TrustError(f"{a.where}: a trusted root must be an account-key")
             ak = account_key(a)
-            if a.header("sign-key-sha3-384") == ak.key_id:
-                sig = parse_signature(a.signature, a.where)
-                learned = frozenset([sig.issuer]) if sig.issuer else frozenset()
-                check_signature(a, ak.key, learned)
-                ak = replace(ak, issuers=learned)
-            roots[ak.key_id] = ak
+            if a.header("sign-key-sha3-384") != ak.key_id:
+                raise TrustError(
+                    f"{a.where}: a trusted root must be self-signed "
+                    "(sign-key-sha3-384 equal to its public-key-sha3-384)"
+                )
+            sig = parse_signature(a.signature, a.where)
+            learned = frozenset([sig.issuer]) if sig.issuer else frozenset()
+            check_signature(a, ak.key, learned)
+            roots[ak.key_id] = replace(ak, issuers=learned)
         if not roots:
             raise TrustError("no trusted root account-key")
         return cls(roots=roots)

@@ -53,6 +53,8 @@ def _wrap(text: str, width: int = 76) -> str:
 class TestKey:
     """An RSA key as snapd sees it: account-key body, its sha3-384 id, its OpenPGP id."""
 
+    __test__ = False  # not a pytest test class
+
     name: str
     account_id: str
     private: rsa.RSAPrivateKey
@@ -151,6 +153,8 @@ def join_stream(assertions: Sequence[bytes]) -> bytes:
 @dataclass
 class TestAuthority:
     """A root key (trusted with --trusted-root) and a store key it signs."""
+
+    __test__ = False  # not a pytest test class
 
     root: TestKey
     store: TestKey
@@ -328,3 +332,13 @@ def make_snap_set(
         assertion.write_bytes(authority.assert_for(snap, name, revision=str(100 + n)))
         out[name] = (snap, assertion)
     return out
+
+
+_AUTHORITIES: dict[str, TestAuthority] = {}
+
+
+def shared_authority(name: str = "default") -> TestAuthority:
+    """One test authority per name for the whole session (key generation is not free)."""
+    if name not in _AUTHORITIES:
+        _AUTHORITIES[name] = TestAuthority.create()
+    return _AUTHORITIES[name]
