@@ -96,7 +96,8 @@ def parse_image_ref(text: str) -> ImageRef:
         registry, repo = first, rest
         if not _HOST_RE.match(registry):
             raise ValueError(f"{text!r}: {registry!r} is not a registry host[:port]")
-        port = registry.rsplit(":", 1)[1] if ":" in registry and not registry.endswith("]") else None
+        has_port = ":" in registry and not registry.endswith("]")
+        port = registry.rsplit(":", 1)[1] if has_port else None
         if port is not None and not 0 < int(port) < 65536:
             raise ValueError(f"{text!r}: port {port} is out of range")
         if registry in _DOCKER_ALIASES:
@@ -109,7 +110,8 @@ def parse_image_ref(text: str) -> ImageRef:
         raise ValueError(f"{text!r}: no repository name")
     if not _REPO_RE.match(repo):
         raise ValueError(
-            f"{text!r}: {repo!r} is not a valid repository (lowercase letters, digits, '.', '_', '-', '/')"
+            f"{text!r}: {repo!r} is not a valid repository "
+            "(lowercase letters, digits, '.', '_', '-', '/')"
         )
     if registry == DOCKER_HUB and "/" not in repo:
         repo = f"library/{repo}"
@@ -131,7 +133,8 @@ def parse_image_list(text: str, source: str = "<images>") -> list[ImageRef]:
         except ValueError as exc:
             raise ImageListError(
                 f"{source}:{number}: invalid image reference: {exc}",
-                resolution="Write one fully qualified reference per line, e.g. ghcr.io/canonical/coredns:1.11.1-ck4",
+                resolution="Write one fully qualified reference per line, "
+                "e.g. ghcr.io/canonical/coredns:1.11.1-ck4",
             ) from None
         seen.setdefault(str(ref), ref)
     return sorted(seen.values(), key=str)
