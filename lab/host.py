@@ -239,7 +239,27 @@ def remove_rules(spec: LabSpec) -> int:
             if _iptables(["-t", table, "-D", *rule], check=False).returncode == 0:
                 removed += 1
     removed += _remove_lxd_nft(spec)
+    if removed:
+        _drop_empty_mangle()
     return removed
+
+
+def _drop_empty_mangle() -> None:
+    """Delete the mangle table if no rule is left in it (the lab's rules created it).
+
+    iptables-nft creates the table on first use and never deletes it; an empty table
+    is no rule, but removing it leaves the firewall exactly as it was before the lab.
+    """
+    if shutil.which("nft") is None or "nf_tables" not in process.run(
+            ["iptables", "--version"], check=False).stdout:
+        return
+    listing = process.run(["nft", "list", "table", "ip", "mangle"], check=False)
+    if listing.returncode != 0:
+        return
+    body = [ln.strip() for ln in listing.stdout.splitlines()]
+    structural = ("table ", "chain ", "type ", "}", "#", "")
+    if all(ln.startswith(structural) for ln in body):
+        process.run(["nft", "delete", "table", "ip", "mangle"], check=False)
 
 
 def _remove_lxd_nft(spec: LabSpec) -> int:

@@ -95,7 +95,10 @@ class LabSpec:
             )
         if not 1 <= self.nodes <= 50:
             raise AirgapError(f"--nodes {self.nodes}: choose 1 to 50 nodes")
+        # The top /20 of the default range belongs to the namespace tests (tests/support).
         max_slot = 2 ** (24 - self.lab_range.prefixlen) // 2 - 1
+        if self.lab_range == LAB_RANGE:
+            max_slot = 119
         if not 0 <= self.slot <= max_slot:
             raise AirgapError(f"--slot {self.slot}: choose 0 to {max_slot}")
         for ref in self.images:

@@ -1,0 +1,163 @@
+"""invoke lab.*: thin wrappers around lab.lifecycle, lab.image and lab.host."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from invoke import Collection, Context, Exit, task  # type: ignore[attr-defined]
+from rich.console import Console
+from rich.table import Table
+
+from airgap.errors import AirgapError
+
+console = Console(stderr=True)
+out = Console()
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except AirgapError as exc:
+        raise Exit(f"Error: {exc}", code=1) from None
+
+
+def _debug(debug: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _say(msg: str) -> None:
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {msg}")
+
+
+@task(help={"debug": "Log every command run."})
+def host(c: Context, debug: bool = False) -> None:
+    """Start LXD if it is not running and initialise it (storage pool, default profile)."""
+    _debug(debug)
+    from lab import host as lab_host
+
+    with _errors():
+        done = lab_host.setup_host()
+        ok, why = lab_host.vm_support(lab_host.client())
+    for line in done or ["LXD already running and initialised"]:
+        out.print(line)
+    out.print(f"instances: {'VMs possible' if ok else 'containers only'} ({why})")
+
+
+@task(help={"rebuild": "Build again even if the cached tarball exists.",
+            "debug": "Log every command run."})
+def image(c: Context, rebuild: bool = False, debug: bool = False) -> None:
+    """Build the lab's base image tarball with debootstrap, or find it cached."""
+    _debug(debug)
+    from lab.image import build_image
+
+    with _errors():
+        built = build_image(rebuild=rebuild, progress=_say)
+    how = "cached" if built.cached else "built"
+    out.print(f"{built.alias}: {how} in {built.seconds:.1f} s ({built.tarball})")
+
+
+@task(help={
+    "name": "Lab name (1-6 lowercase letters/digits); bridges are NAME-airgap, NAME-services.",
+    "nodes": "Number of nodes (node-1..N).",
+    "slot": "Address slot: the lab uses 10.213.(2*SLOT).0/23.",
+    "instance_type": "auto (VMs where the server supports them), vm or container.",
+    "upstream": "simulated (a registry posing as ghcr.io etc.) or internet (not verified here).",
+    "images": "File with the image list for the simulated upstream (default: a small list).",
+    "image_server": "LXD image server URL for VM images (none by default: build locally).",
+    "debug": "Log every command run.",
+})
+def up(c: Context, name: str = "lab", nodes: int = 2, slot: int = 0,
+       instance_type: str = "auto", upstream: str = "simulated", images: str = "",
+       image_server: str = "", debug: bool = False) -> None:
+    """Bring up (or complete) an air-gapped lab; writes .lab/NAME/airgap.yaml."""
+    _debug(debug)
+    from airgap.images import read_image_list
+    from lab import lifecycle
+    from lab.topology import InstanceType, LabSpec, Upstream
+
+    with _errors():
+        extra: dict[str, object] = {}
+        if images:
+            extra["images"] = tuple(r.name for r in read_image_list(images))
+        try:
+            itype, up_mode = InstanceType(instance_type), Upstream(upstream)
+        except ValueError as exc:
+            raise AirgapError(str(exc), resolution="See `invoke --help lab.up`.") from None
+        spec = LabSpec(name=name, nodes=int(nodes), slot=int(slot), instance_type=itype,
+                       upstream=up_mode, **extra)  # type: ignore[arg-type]
+        res = lifecycle.up(spec, image_server=image_server or None, progress=_say)
+    st = res.state
+    t = Table(title=f"lab {st.name} ({st.instance_type}s: {st.instance_type_reason})")
+    for col in ("instance", "role", "addresses", "notes"):
+        t.add_column(col)
+    for m in st.members:
+        addrs = ", ".join(a for a in (m["airgap"], m["services"]) if a)
+        note = st.runtime if m["role"] == "node" else ""
+        if m["role"] == "upstream":
+            note = st.upstream_content
+        t.add_row(m["name"], m["role"], addrs, note)
+    out.print(t)
+    out.print(f"plan: {res.plan}  (CA {st.ca_file})")
+    out.print(f"lab.up took {res.seconds:.1f} s")
+
+
+@task(help={"name": "Lab name.", "slot": "Address slot (read from .lab/NAME/lab.json if absent).",
+            "debug": "Log every command run."})
+def down(c: Context, name: str = "lab", slot: str | None = None, debug: bool = False) -> None:
+    """Remove the lab: instances, project, images, bridges, firewall rules, blackhole route."""
+    _debug(debug)
+    from lab import lifecycle
+
+    with _errors():
+        spec = lifecycle.spec_from_state(name, slot=None if slot is None else int(slot))
+        res = lifecycle.down(spec, progress=_say)
+    out.print(f"lab.down took {res.seconds:.1f} s: " + (", ".join(res.removed) or "nothing left"))
+
+
+@task(help={"name": "Lab name.", "slot": "Address slot (read from lab.json if absent).",
+            "debug": "Log every command run."})
+def status(c: Context, name: str = "lab", slot: str | None = None,
+           debug: bool = False) -> None:
+    """Show the lab's instances, their roles, addresses and services."""
+    _debug(debug)
+    from lab import lifecycle
+
+    with _errors():
+        spec = lifecycle.spec_from_state(name, slot=None if slot is None else int(slot))
+        st, rows = lifecycle.status(spec)
+    if not rows:
+        out.print(f"lab {name}: not up (no project {spec.project})")
+        return
+    t = Table(title=f"lab {name}" + (f" ({st.instance_type}s)" if st else ""))
+    for col in ("instance", "role", "status", "addresses", "services"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r.name, r.role, r.status, r.addresses, r.services)
+    out.print(t)
+    if st:
+        out.print(f"nodes: {st.runtime}")
+        out.print(f"upstream: {st.upstream_content}")
+        out.print(f"plan: {st.plan_file}")
+
+
+@task(help={"instance": "Instance name (registry, proxy, upstream, bastion, node-N).",
+            "name": "Lab name."})
+def shell(c: Context, instance: str, name: str = "lab") -> None:
+    """Open a shell in a lab instance."""
+    from lab import lifecycle
+
+    with _errors():
+        spec = lifecycle.spec_from_state(name)
+        rc = lifecycle.shell(spec, instance)
+    if rc:
+        raise Exit(code=rc)
+
+
+ns = Collection("lab")
+for t in (host, image, up, down, status, shell):
+    ns.add_task(t)
