@@ -22,7 +22,9 @@ def test_real_canonical_assertions_parse() -> None:
     assert rev.header("snap-id") == "buPKUD3TKqCOgLEjjHx5kSiCpIs5cMuQ"
     assert rev.header("snap-size") == "20480"
     assert rev.body == b""
-    assert rev.content.endswith(b"sign-key-sha3-384: BWDEoaqyr25nF5SNCvEv2v7QnM9QsfCc0PBMYD_i2NGSQ32EF2d4D0hqUel3m8ul")
+    assert rev.content.endswith(
+        b"sign-key-sha3-384: BWDEoaqyr25nF5SNCvEv2v7QnM9QsfCc0PBMYD_i2NGSQ32EF2d4D0hqUel3m8ul"
+    )
     assert rev.signature[:2] == b"\x01\xc2"
 
 
@@ -42,8 +44,12 @@ def test_stream_of_three_with_multiline_list_map_and_body(tmp_path: Path) -> Non
 
 
 def test_header_encoding_round_trips() -> None:
-    headers = {"type": "x", "text": "a\nb\n\nc", "list": ["one", {"k": "v"}, ["n1", "n2"]],
-               "map": {"a": "1", "b": {"c": "2"}, "d": ["e"]}}
+    headers = {
+        "type": "x",
+        "text": "a\nb\n\nc",
+        "list": ["one", {"k": "v"}, ["n1", "n2"]],
+        "map": {"a": "1", "b": {"c": "2"}, "d": ["e"]},
+    }
     text = encode_headers(headers).encode()
     auth = shared_authority()
     stream = parse_stream(encode_assertion({**headers, "authority-id": "a"}, auth.store), "t")
@@ -54,7 +60,10 @@ def test_header_encoding_round_trips() -> None:
 
 def test_signature_at_end_of_file_without_newline() -> None:
     raw = (DATA / "hello-world_29.snap-revision.assert").read_bytes().rstrip(b"\n")
-    assert parse_stream(raw)[0].signature == read_stream(DATA / "hello-world_29.snap-revision.assert")[0].signature
+    assert (
+        parse_stream(raw)[0].signature
+        == read_stream(DATA / "hello-world_29.snap-revision.assert")[0].signature
+    )
 
 
 @pytest.mark.parametrize(
@@ -85,7 +94,10 @@ def test_garbage_is_a_clear_error(data: bytes, message: str) -> None:
 def test_second_assertion_is_named(tmp_path: Path) -> None:
     auth = shared_authority()
     good = encode_assertion({"type": "a", "authority-id": "x"}, auth.store)
-    with pytest.raises(AssertionError_, match=r"bad.assert: assertion 1 \(a\): followed by data that is not an assertion"):
+    with pytest.raises(
+        AssertionError_,
+        match=r"bad.assert: assertion 1 \(a\): followed by data that is not an assertion",
+    ):
         parse_stream(join_stream([good, b"oops"]), "bad.assert")
 
 

@@ -49,7 +49,9 @@ def test_real_chain_verifies() -> None:
 
 def test_revision_without_store_key_names_the_missing_key() -> None:
     trust = TrustStore.default()
-    with pytest.raises(TrustError, match=r"revision.assert: assertion 1 \(snap-revision .*signed by key BWDE"):
+    with pytest.raises(
+        TrustError, match=r"revision.assert: assertion 1 \(snap-revision .*signed by key BWDE"
+    ):
         verify_chains(parse_stream(REVISION, "revision.assert"), trust)
 
 
@@ -62,8 +64,11 @@ def _flip(data: bytes, i: int) -> bytes:
 def _regions(data: bytes) -> dict[str, range]:
     head_end = data.index(b"\n\n")
     sig_start = data.rindex(b"\n\n", 0, len(data.rstrip(b"\n"))) + 2
-    return {"header": range(0, head_end), "body": range(head_end + 2, sig_start - 2),
-            "signature": range(sig_start, len(data.rstrip(b"\n")))}
+    return {
+        "header": range(0, head_end),
+        "body": range(head_end + 2, sig_start - 2),
+        "signature": range(sig_start, len(data.rstrip(b"\n"))),
+    }
 
 
 @pytest.mark.parametrize("which", ["root", "store", "revision"])
@@ -101,8 +106,10 @@ def test_full_sweep_every_single_byte_flip_fails() -> None:
 
 
 def test_real_store_key_with_until_before_revision_fails() -> None:
-    altered = STORE.replace(b"since: 2016-04-01T00:00:00.0Z\n",
-                            b"since: 2016-04-01T00:00:00.0Z\nuntil: 2017-01-01T00:00:00.0Z\n")
+    altered = STORE.replace(
+        b"since: 2016-04-01T00:00:00.0Z\n",
+        b"since: 2016-04-01T00:00:00.0Z\nuntil: 2017-01-01T00:00:00.0Z\n",
+    )
     assert altered != STORE
     with pytest.raises(TrustError, match="store.assert: assertion 1"):
         chain(ROOT, altered, REVISION)
@@ -113,9 +120,12 @@ def test_store_key_expired_before_revision_timestamp(tmp_path: Path) -> None:
     snap = tmp_path / "x.snap"
     snap.write_bytes(b"data")
     trust = TrustStore.from_assertions(parse_stream(auth.root_assertion, "root"))
-    with pytest.raises(TrustError, match=r"x.assert: assertion 2 \(snap-declaration.*signing key "
-                                         r"test-authority/store .* not valid at the assertion's time "
-                                         r"2024-05-01T12:00:00.123456\+00:00"):
+    with pytest.raises(
+        TrustError,
+        match=r"x.assert: assertion 2 \(snap-declaration.*signing key "
+        r"test-authority/store .* not valid at the assertion's time "
+        r"2024-05-01T12:00:00.123456\+00:00",
+    ):
         verify_chains(parse_stream(auth.assert_for(snap, "x"), "x.assert"), trust)
 
 
@@ -127,7 +137,9 @@ def test_test_chain_verifies_only_with_its_root(tmp_path: Path) -> None:
     root = auth.write_root(tmp_path / "root.assert")
     chains = verify_chains(stream, TrustStore.from_file(root))
     assert [c.describe() for c in chains] == [
-        "root -> account-key", "store -> snap-declaration", "store -> snap-revision"
+        "root -> account-key",
+        "store -> snap-declaration",
+        "store -> snap-revision",
     ] or [c.describe() for c in chains][-1] == "root -> store -> snap-revision"
     with pytest.raises(TrustError, match="neither a trusted root"):
         verify_chains(stream, TrustStore.default())
@@ -139,9 +151,17 @@ def test_test_chain_verifies_only_with_its_root(tmp_path: Path) -> None:
 def test_authority_must_own_the_signing_key() -> None:
     auth = shared_authority()
     trust = TrustStore.from_assertions(parse_stream(auth.root_assertion))
-    forged = encode_assertion({"type": "snap-revision", "authority-id": "someone-else",
-                               "timestamp": "2024-01-01T00:00:00Z"}, auth.root)
-    with pytest.raises(TrustError, match="authority-id 'someone-else' but signed by a key of account"):
+    forged = encode_assertion(
+        {
+            "type": "snap-revision",
+            "authority-id": "someone-else",
+            "timestamp": "2024-01-01T00:00:00Z",
+        },
+        auth.root,
+    )
+    with pytest.raises(
+        TrustError, match="authority-id 'someone-else' but signed by a key of account"
+    ):
         verify_chains(parse_stream(forged), trust)
 
 
@@ -156,7 +176,7 @@ def test_key_signed_by_itself_is_not_trusted() -> None:
 @pytest.mark.parametrize(
     ("offset", "value", "message"),
     [
-        (1, 0x88, "old-format OpenPGP packet header"),     # tag byte: old format, tag 2
+        (1, 0x88, "old-format OpenPGP packet header"),  # tag byte: old format, tag 2
         (4, 3, "signature packet version 3"),
         (6, 17, "signature algorithm 17"),
         (7, 8, "hash algorithm 8"),
@@ -164,9 +184,14 @@ def test_key_signed_by_itself_is_not_trusted() -> None:
         (0, 0x02, "unsupported format byte 0x02"),
     ],
 )
-def test_unsupported_packet_forms_are_rejected_with_reason(offset: int, value: int, message: str) -> None:
+def test_unsupported_packet_forms_are_rejected_with_reason(
+    offset: int, value: int, message: str
+) -> None:
     auth = shared_authority()
-    content = b"type: test\nauthority-id: test-authority\ntimestamp: 2024-01-01T00:00:00Z\nsign-key-sha3-384: " + auth.root.key_id.encode()
+    content = (
+        b"type: test\nauthority-id: test-authority\ntimestamp: 2024-01-01T00:00:00Z\nsign-key-sha3-384: "
+        + auth.root.key_id.encode()
+    )
     sig = bytearray(auth.root.sign(content))
     assert 192 <= sig[2] < 224  # two-octet length: the v4 body starts at index 4
     sig[offset] = value
@@ -191,5 +216,6 @@ def test_trusted_root_file_that_is_not_an_account_key(tmp_path: Path) -> None:
 def test_real_stream_is_read_from_files() -> None:
     trust = TrustStore.default()
     stream = read_stream(DATA / "canonical-store.account-key.assert") + read_stream(
-        DATA / "hello-world_29.snap-revision.assert")
+        DATA / "hello-world_29.snap-revision.assert"
+    )
     assert verify_chains(stream, trust)[-1].describe() == "root -> store -> snap-revision"

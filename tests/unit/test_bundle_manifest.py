@@ -1,0 +1,104 @@
+"""manifest.json round trip and verify_bundle on a bundle of real (test-built) snaps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from airgap.bundle import (
+    BundleError,
+    Manifest,
+    SnapEntry,
+    read_manifest,
+    verify_bundle,
+    write_manifest,
+)
+from airgap.errors import AirgapError
+from airgap.snaps import hash_file, verify_snap
+from airgap.trust import TrustStore
+from tests.support.require import require_binary
+from tests.support.snapbuild import make_snap_set, shared_authority
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> tuple[Path, Path]:
+    require_binary("mksquashfs")
+    auth = shared_authority()
+    root = auth.write_root(tmp_path / "root.assert")
+    b = tmp_path / "bundle"
+    snaps = make_snap_set(b / "snaps", auth)
+    trust = TrustStore.from_file(root)
+    entries = []
+    for name, (snap, assertion) in snaps.items():
+        v = verify_snap(snap, assertion, name, trust=trust)
+        entries.append(
+            SnapEntry(
+                name,
+                v.revision,
+                "latest/stable",
+                v.sha3_384,
+                v.snap_id,
+                f"snaps/{name}.snap",
+                f"snaps/{name}.assert",
+                v.chain_text,
+            )
+        )
+    files = {p.relative_to(b).as_posix(): hash_file(p) for p in (b / "snaps").iterdir()}
+    write_manifest(
+        b,
+        Manifest(
+            files=files,
+            snaps=entries,
+            images=[],
+            platforms=["linux/amd64"],
+            tools={"k8s-airgap": "test"},
+        ),
+    )
+    return b, root
+
+
+def test_round_trip_and_verify(bundle: tuple[Path, Path]) -> None:
+    b, root = bundle
+    m = read_manifest(b)
+    assert {s.name for s in m.snaps} == {"k8s", "core22", "snapd"}
+    rep = verify_bundle(b, root)
+    assert rep.ok and len(rep.rows) == 6
+    assert {r.detail.split("chain: ")[-1] for r in rep.rows if r.kind == "snap"} == {
+        "root -> store -> snap-revision"
+    }
+
+
+def test_manifest_entry_for_missing_file(bundle: tuple[Path, Path]) -> None:
+    b, root = bundle
+    (b / "snaps" / "snapd.assert").unlink()
+    with pytest.raises(
+        BundleError, match="snaps/snapd.assert: listed in manifest.json but missing"
+    ) as exc:
+        verify_bundle(b, root)
+    assert not exc.value.report.ok
+
+
+def test_manifest_revision_must_match_assertion(bundle: tuple[Path, Path]) -> None:
+    b, root = bundle
+    data = json.loads((b / "manifest.json").read_text())
+    data["snaps"][0]["revision"] = "7"
+    (b / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(BundleError, match="manifest says revision 7"):
+        verify_bundle(b, root)
+
+
+def test_manifest_paths_cannot_escape(bundle: tuple[Path, Path]) -> None:
+    b, _ = bundle
+    data = json.loads((b / "manifest.json").read_text())
+    data["files"]["../etc/passwd"] = {"sha256": "0", "size": 1}
+    (b / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(AirgapError, match="points outside the bundle"):
+        read_manifest(b)
+
+
+def test_corrupt_manifest(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(AirgapError, match="manifest.json: not valid JSON"):
+        read_manifest(tmp_path)
