@@ -401,19 +401,28 @@ def _gib(n: int) -> str:
     return f"{n / (1 << 30):.1f} GiB"
 
 
+SNAPD_SOCKET = "/run/snapd.socket"
+
+
 def check_snapd(node: Node, stand_in: bool) -> list[Check]:
-    if has_command(node, "snap"):
-        res = node.run(["snap", "version"], check=False)
-        if res.ok:
-            first = res.stdout.strip().splitlines()[:1]
-            return [Check("snapd", CheckStatus.ok, " ".join(first[0].split()) if first else "")]
-        return [Check("snapd", CheckStatus.fail, f"`snap version` failed: {_last_line(res.stderr)}",
-                      "start snapd (systemctl start snapd.socket snapd.service)")]
     if stand_in:
         return [Check("snapd", CheckStatus.skip,
-                      "runtime stand-in, the k8s snap is not available here (no snap command)")]
-    return [Check("snapd", CheckStatus.fail, "no `snap` command",
-                  "install snapd from the distribution media (e.g. the snapd .deb)")]
+                      "runtime stand-in, the k8s snap is not available here")]
+    if not has_command(node, "snap"):
+        return [Check("snapd", CheckStatus.fail, "no `snap` command",
+                      "install snapd from the distribution media (e.g. the snapd .deb)")]
+    start = "systemctl enable --now snapd.socket snapd.service"
+    # Without the daemon `snap version` waits ~25 s and prints "snapd unavailable".
+    if not node.run(["test", "-S", SNAPD_SOCKET], check=False).ok:
+        return [Check("snapd", CheckStatus.fail, f"snapd is not running (no {SNAPD_SOCKET})",
+                      start)]
+    res = node.run(["snap", "version"], check=False, timeout=60)
+    versions = dict(line.split(None, 1) for line in res.stdout.splitlines() if " " in line)
+    snapd = versions.get("snapd", "").strip()
+    if not res.ok or not snapd or snapd == "unavailable":
+        why = _last_line(res.stderr) or f"snapd {snapd or 'unknown'}"
+        return [Check("snapd", CheckStatus.fail, f"`snap version`: {why}", start)]
+    return [Check("snapd", CheckStatus.ok, f"snapd {snapd}")]
 
 
 def check_clock(node: Node, clock: Callable[[], float], tolerance: float) -> list[Check]:

@@ -145,7 +145,7 @@ class FakeNode:
             case ["sh", "-c", script, _, name] if script.startswith("command -v"):
                 present = self.has_snapd if name == "snap" else name not in self.missing_commands
                 return ok if present else fail("", 127)
-            case ["test", "-e", path]:
+            case ["test", "-e" | "-S", path]:
                 return ok if path in self.files else fail("")
             case ["cat", path]:
                 if path not in self.files:

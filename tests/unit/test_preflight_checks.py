@@ -14,6 +14,7 @@ from airgap.preflight import (
     DF_SCRIPT,
     PORTS_ALL,
     PORTS_CONTROL_PLANE,
+    SNAPD_SOCKET,
     CheckStatus,
     dropin_no_proxy,
     no_proxy_gaps,
@@ -59,6 +60,7 @@ def healthy(name: str, **kw: object) -> FakeNode:
     node = FakeNode(name, cluster=FakeCluster(), address=ADDRS[name],
                     default_route="default dev eth0 scope link", **kw)  # type: ignore[arg-type]
     node.files[NETPLAN_FILE] = netplan_route("eth0").encode()
+    node.files[SNAPD_SOCKET] = b""
     node.on("python3", answer=probe_answer())
     node.on("curl", answer=RunResult([], 0, "401 200", ""))
     node.on("sh", "-c", DF_SCRIPT, answer=df(90_000_000, "/"))
@@ -228,3 +230,19 @@ def test_clock_skew_fails_and_stand_in_skips_snapd() -> None:
     assert report.node("node-2").get("snapd").status is CheckStatus.skip
     assert "runtime stand-in" in report.node("node-2").get("snapd").detail
     assert report.node("node-3").get("snapd").status is CheckStatus.fail
+
+
+def test_snapd_installed_but_not_running_fails_fast() -> None:
+    plan = make_plan()
+    nodes = {n: healthy(n) for n in ADDRS}
+    del nodes["node-1"].files[SNAPD_SOCKET]
+    nodes["node-2"].on("snap", "version", answer=RunResult(
+        [], 0, "snap    2.57.6\nsnapd   unavailable\nseries  -\n", ""))
+    report = run(plan, nodes)
+    one = report.node("node-1").get("snapd")
+    assert one.status is CheckStatus.fail and "not running" in one.detail
+    assert not nodes["node-1"].issued("snap", "version")
+    two = report.node("node-2").get("snapd")
+    assert two.status is CheckStatus.fail and "snapd unavailable" in two.detail
+    assert "systemctl enable --now snapd.socket" in two.fix
+    assert report.node("node-3").get("snapd").detail == "snapd 2.63"
