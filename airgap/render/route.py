@@ -8,8 +8,8 @@ when ``check`` shows no default route, so a real gateway is never replaced. The
 persistent form is chosen by ``network.route_persistence``:
 
 - ``netplan``: /etc/netplan/90-airgap-default-route.yaml, merged by netplan into the
-  interface's definition (Ubuntu servers). Takes effect at the next boot or
-  ``netplan apply``.
+  interface's definition (Ubuntu servers); netplan turns it into the same networkd
+  [Route] as below. Takes effect at the next boot or ``netplan apply``.
 - ``networkd``: a drop-in /etc/systemd/network/<networkd_file>.d/90-airgap-default-route.conf
   for the .network file that already configures the interface (a second .network
   file would never match: networkd uses the first file that matches a link).
@@ -47,7 +47,8 @@ def netplan_route(interface: str) -> str:
     doc = {
         "network": {
             "version": 2,
-            "ethernets": {interface: {"routes": [{"to": "default", "scope": "link"}]}},
+            # "to: default" without "via" crashes netplan 0.106 (unknown address family).
+            "ethernets": {interface: {"routes": [{"to": "0.0.0.0/0", "scope": "link"}]}},
         }
     }
     head = "# Placeholder default route for Kubernetes, written by k8s-airgap.\n"

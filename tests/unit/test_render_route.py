@@ -37,7 +37,7 @@ def test_netplan_is_the_default_and_is_private() -> None:
     assert doc == {
         "network": {
             "version": 2,
-            "ethernets": {"eth0": {"routes": [{"to": "default", "scope": "link"}]}},
+            "ethernets": {"eth0": {"routes": [{"to": "0.0.0.0/0", "scope": "link"}]}},
         }
     }
 
