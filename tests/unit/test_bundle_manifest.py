@@ -74,7 +74,7 @@ def test_manifest_entry_for_missing_file(bundle: tuple[Path, Path]) -> None:
     b, root = bundle
     (b / "snaps" / "snapd.assert").unlink()
     with pytest.raises(
-        BundleError, match="snaps/snapd.assert: listed in manifest.json but missing"
+        BundleError, match=r"snaps/snapd.assert: listed in manifest.json but missing"
     ) as exc:
         verify_bundle(b, root)
     assert not exc.value.report.ok
@@ -100,5 +100,5 @@ def test_manifest_paths_cannot_escape(bundle: tuple[Path, Path]) -> None:
 
 def test_corrupt_manifest(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text("{not json")
-    with pytest.raises(AirgapError, match="manifest.json: not valid JSON"):
+    with pytest.raises(AirgapError, match=r"manifest.json: not valid JSON"):
         read_manifest(tmp_path)

@@ -119,7 +119,7 @@ def test_no_signature_check_still_checks_content(
     a = _write(tmp_path, other.assert_for(snap, "k8s"))
     v = verify_snap(snap, a, "k8s", trust=None)
     assert v.chain_text.startswith("NOT CHECKED")
-    with pytest.raises(SnapError, match="signature check failed: .*neither a trusted root"):
+    with pytest.raises(SnapError, match=r"signature check failed: .*neither a trusted root"):
         verify_snap(snap, a, "k8s", trust=TrustStore.default())
 
 
@@ -131,7 +131,7 @@ def test_find_local_snap_accepts_snap_download_names(tmp_path: Path) -> None:
     (tmp_path / "k8s.snap").write_bytes(b"x")
     with pytest.raises(SnapError, match="several snaps for k8s"):
         find_local_snap(tmp_path, "k8s")
-    with pytest.raises(SnapError, match="no core22.snap"):
+    with pytest.raises(SnapError, match=r"no core22.snap"):
         find_local_snap(tmp_path, "core22")
 
 

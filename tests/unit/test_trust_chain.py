@@ -71,13 +71,19 @@ def _regions(data: bytes) -> dict[str, range]:
     }
 
 
-@pytest.mark.parametrize("which", ["root", "store", "revision"])
-@pytest.mark.parametrize("region", ["header", "body", "signature"])
+@pytest.mark.parametrize(
+    ("which", "region"),
+    [
+        (w, r)
+        for w in ("root", "store", "revision")
+        for r in ("header", "body", "signature")
+        if (w, r) != ("revision", "body")
+    ],  # a snap-revision has no body
+)
 def test_flipping_a_sample_of_bytes_fails_and_names_the_assertion(which: str, region: str) -> None:
     blobs = {"root": ROOT, "store": STORE, "revision": REVISION}
     positions = _regions(blobs[which])[region]
-    if not positions:
-        pytest.skip(f"{which} has no {region}")
+    assert positions
     sample = sorted({positions[0], positions[-1], *positions[:: max(1, len(positions) // 25)]})
     for i in sample:
         tampered = dict(blobs, **{which: _flip(blobs[which], i)})
@@ -111,7 +117,7 @@ def test_real_store_key_with_until_before_revision_fails() -> None:
         b"since: 2016-04-01T00:00:00.0Z\nuntil: 2017-01-01T00:00:00.0Z\n",
     )
     assert altered != STORE
-    with pytest.raises(TrustError, match="store.assert: assertion 1"):
+    with pytest.raises(TrustError, match=r"store.assert: assertion 1"):
         chain(ROOT, altered, REVISION)
 
 
@@ -189,8 +195,8 @@ def test_unsupported_packet_forms_are_rejected_with_reason(
 ) -> None:
     auth = shared_authority()
     content = (
-        b"type: test\nauthority-id: test-authority\ntimestamp: 2024-01-01T00:00:00Z\nsign-key-sha3-384: "
-        + auth.root.key_id.encode()
+        b"type: test\nauthority-id: test-authority\ntimestamp: 2024-01-01T00:00:00Z\n"
+        b"sign-key-sha3-384: " + auth.root.key_id.encode()
     )
     sig = bytearray(auth.root.sign(content))
     assert 192 <= sig[2] < 224  # two-octet length: the v4 body starts at index 4
@@ -209,7 +215,7 @@ def test_trusted_root_file_that_is_not_an_account_key(tmp_path: Path) -> None:
     with pytest.raises(TrustError, match="a trusted root must be an account-key"):
         TrustStore.from_file(path)
     path.write_bytes(b"junk")
-    with pytest.raises(TrustError, match="trusted root: .*no blank line"):
+    with pytest.raises(TrustError, match=r"trusted root: .*no blank line"):
         TrustStore.from_file(path)
 
 
