@@ -341,9 +341,16 @@ def has_command(node: Node, name: str) -> bool:
     return node.run(["sh", "-c", 'command -v "$1" >/dev/null', "sh", name], check=False).ok
 
 
+# The lab's stand-in unit says so in its Description (lab/roles/node.py).
+STAND_IN_UNIT = "/etc/systemd/system/snap.k8s.containerd.service"
+STAND_IN_PROBE = (
+    f'test -e {STAND_IN_MARKER} || grep -qs "^Description=.*runtime stand-in" {STAND_IN_UNIT}'
+)
+
+
 def is_stand_in(node: Node) -> bool:
     """Whether the node runs the lab's runtime stand-in instead of the k8s snap."""
-    return node.run(["test", "-e", STAND_IN_MARKER], check=False).ok
+    return node.run(["sh", "-c", STAND_IN_PROBE], check=False).ok
 
 
 def read_text(node: Node, path: str) -> str | None:

@@ -36,7 +36,7 @@ def build_node(plan: Plan, node: PlanNode) -> Node:
 
 def _lxd_node(node: PlanNode) -> Node:
     try:
-        from lab import lxd
+        import lab.lxd as lxd
     except ImportError as exc:
         raise PlanError(
             f"node {node.name}: transport lxd needs the lab package (lab/lxd.py) and pylxd",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from airgap.errors import CommandError
-from airgap.nodes import STAND_IN_MARKER, RunResult, check_result
+from airgap.nodes import STAND_IN_MARKER, STAND_IN_PROBE, RunResult, check_result
 
 Responder = Callable[[list[str], bytes | None], RunResult]
 
@@ -145,6 +145,8 @@ class FakeNode:
             case ["sh", "-c", script, _, name] if script.startswith("command -v"):
                 present = self.has_snapd if name == "snap" else name not in self.missing_commands
                 return ok if present else fail("", 127)
+            case ["sh", "-c", script] if script == STAND_IN_PROBE:
+                return ok if STAND_IN_MARKER in self.files else fail("")
             case ["test", "-e" | "-S", path]:
                 return ok if path in self.files else fail("")
             case ["cat", path]:

@@ -19,13 +19,12 @@ from airgap.deploy import (
 from airgap.errors import AirgapError
 from airgap.images import parse_image_ref
 from airgap.lock import ImageLock, LockedImage, write_lock
-from airgap.nodes import STAND_IN_MARKER, Node
+from airgap.nodes import STAND_IN_PROBE, Node
 from airgap.render.route import NETPLAN_FILE
 from tests.support.fakes import FakeCluster, FakeNode
 
 ADDRS = {"node-1": "10.20.0.11", "node-2": "10.20.0.12", "node-3": "10.20.0.13"}
 REVS = {"snapd": "21759", "core22": "1564", "k8s": "3195"}
-MARKER = STAND_IN_MARKER
 DROPIN_UNIT = "snap.k8s.containerd.service"
 
 
@@ -113,7 +112,7 @@ def prepare_sequence(runtime: list[list[str]]) -> list[list[str]]:
             ["snap", "install", snap_path(name, "snap")] + (["--classic"] if name == "k8s" else []),
         ]
     return [
-        ["test", "-e", MARKER],
+        ["sh", "-c", STAND_IN_PROBE],
         ["sh", "-c", 'command -v "$1" >/dev/null', "sh", "snap"],
         ["sha256sum", "--", *TRANSFER],
         ["sha256sum", "--", *TRANSFER],
