@@ -327,3 +327,24 @@ def test_resolve_multi_platform_index(setup: Setup, monkeypatch: pytest.MonkeyPa
 
     with pytest.raises(AirgapError, match="has no linux/arm64 variant"):
         resolve_image(single, ["linux/amd64", "linux/arm64"], "k8s")
+
+
+def test_sideload_archives_are_validated_and_listed(setup: Setup) -> None:
+    bundle = setup.tmp / "bundle"
+    assert setup.prepare(bundle).returncode == 0
+    res = setup.invoke("sideload", "--plan", str(setup.plan), "--bundle", str(bundle))
+    assert res.returncode == 0, res.stderr + res.stdout
+    tars = sorted((bundle / "images").glob("*.tar"))
+    assert tars
+    # archives written after prepare are not in the manifest until prepare runs again
+    _fails(setup.verify(bundle), "not in manifest.json")
+    res = setup.prepare(bundle)
+    assert res.returncode == 0, res.stderr + res.stdout
+    res = setup.verify(bundle)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "valid for the runtime" in res.stdout
+    # a damaged archive fails the side-load validator even with a matching manifest entry
+    tars[0].write_bytes(b"not a tar")
+    res = setup.prepare(bundle)
+    assert res.returncode == 0
+    _fails(setup.verify(bundle), f"images/{tars[0].name}", "archive")
