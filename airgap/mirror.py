@@ -32,6 +32,7 @@ import http.client
 import json
 import re
 import ssl
+import subprocess
 import tempfile
 import threading
 import time
@@ -47,7 +48,7 @@ from typing import Any
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from airgap import tools
+from airgap import process, tools
 from airgap.config import Plan, mirror_ca_pem, mirror_credentials
 from airgap.errors import AirgapError, PlanError
 from airgap.fileio import write_atomic
@@ -74,7 +75,8 @@ ACCEPT = ", ".join([OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST])
 
 REQUEST_TIMEOUT = 60.0
 CHECK_WORKERS = 8
-POLL_INTERVAL = 0.25
+POLL_INTERVAL = 0.5
+MIRROR_DOWN_GRACE = 10.0
 
 
 # --------------------------------------------------------------------------------------
@@ -728,8 +730,14 @@ def _missing_blobs(up: RegistryClient, mirror: RegistryClient, w: _Work,
 
 
 _LOG_ERROR = re.compile(r"level=(ERROR|WARN)\b.*")
-_NO_SPACE = re.compile(r"no space left on device|disk quota|insufficient storage|HTTP 507",
-                       re.IGNORECASE)
+# Distribution reports ENOSPC as {"Op":"write",...,"Err":28} inside a 500 response.
+_NO_SPACE = re.compile(r'no space left on device|disk quota|insufficient storage|HTTP 507'
+                       r'|\\?"Err\\?":\s*28\b', re.IGNORECASE)
+
+
+def _shorten(line: str, limit: int = 400) -> str:
+    line = re.sub(r"^time=\S+ ", "", line)
+    return line if len(line) <= limit else line[:limit] + " ..."
 
 
 def _run_regsync(plan: Plan, config: dict[str, Any], pending: Sequence[_Work],
@@ -737,8 +745,10 @@ def _run_regsync(plan: Plan, config: dict[str, Any], pending: Sequence[_Work],
                  extra_env: dict[str, str] | None) -> str | None:
     """Run regsync once over config; returns None on success, else the error text.
 
-    While it runs, the mirror is polled for the images still pending, so progress moves
-    as images land (regsync itself says nothing when an image is done).
+    While it runs, the mirror is polled for the images still pending: progress moves
+    as images land (regsync says nothing when an image is done), and a mirror that
+    stops answering for MIRROR_DOWN_GRACE seconds stops regsync at once, instead of
+    regclient's back-off retrying for minutes.
     """
     assert plan.mirror is not None
     env = dict(extra_env or {})
@@ -747,47 +757,73 @@ def _run_regsync(plan: Plan, config: dict[str, Any], pending: Sequence[_Work],
     if creds is not None:
         env[USERNAME_ENV], env[PASSWORD_ENV] = creds
     pb.start("sync", f"regsync: {len(pending)} image(s)", len(pending))
-    outcome: dict[str, Any] = {}
-
+    regsync = tools.find_tool("regsync")
+    down_since: float | None = None
+    mirror_down = False
     with tempfile.TemporaryDirectory(prefix="airgap-regsync-") as tmp:
         cfg = Path(tmp) / SYNC_FILE
         write_atomic(cfg, dump_sync_config(config), 0o600)
-        argv = ["once", "-c", str(cfg), "-v", "warn"]
-
-        def run() -> None:
+        argv = [str(regsync), "once", "-c", str(cfg), "-v", "warn"]
+        with open(Path(tmp) / "stderr", "w+b") as err_file:
+            proc = process.popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err_file)
+            started = time.monotonic()
+            waiting = {id(w): w for w in pending}
             try:
-                outcome["proc"] = tools.run_tool("regsync", argv, env=env, check=False,
-                                                 timeout=timeout)
-            except BaseException as exc:  # surfaced in the caller's thread
-                outcome["error"] = exc
-
-        thread = threading.Thread(target=run, name="regsync", daemon=True)
-        thread.start()
-        waiting = {id(w): w for w in pending}
-        while thread.is_alive():
-            thread.join(POLL_INTERVAL)
-            if not thread.is_alive() or pb.progress is None:
-                continue
-            for key, w in list(waiting.items()):
-                try:
-                    info = mirror.head_manifest(w.repo, w.reference)
-                except AirgapError:
-                    break
-                if info is not None and info.digest == w.result.expected:
-                    del waiting[key]
-                    pb.advance("sync")
-        pb.done("sync")
-    if "error" in outcome:
-        raise outcome["error"]
-    proc = outcome["proc"]
+                while True:
+                    try:
+                        proc.wait(POLL_INTERVAL)
+                        break
+                    except subprocess.TimeoutExpired:
+                        pass
+                    if timeout is not None and time.monotonic() - started > timeout:
+                        proc.terminate()
+                        proc.wait(10)
+                        raise AirgapError(f"regsync did not finish within {timeout:.0f} s",
+                                          resolution="Run `invoke mirror` again; what is "
+                                          "already in the mirror is not copied again.")
+                    try:
+                        for key, w in list(waiting.items()):
+                            info = mirror.head_manifest(w.repo, w.reference)
+                            if info is not None and info.digest == w.result.expected:
+                                del waiting[key]
+                                pb.advance("sync")
+                        down_since = None
+                    except RegistryAccessError:
+                        now = time.monotonic()
+                        down_since = down_since or now
+                        if now - down_since > MIRROR_DOWN_GRACE:
+                            mirror_down = True
+                            proc.terminate()
+                            proc.wait(10)
+                            break
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            err_file.seek(0)
+            stderr = err_file.read().decode(errors="replace")
+    pb.done("sync")
+    if mirror_down:
+        raise RegistryAccessError(
+            f"the mirror ({plan.mirror.url}) stopped answering during the sync; "
+            "regsync was stopped",
+            details=_regsync_errors(stderr) or None,
+            resolution="Bring the mirror back and run `invoke mirror` again: images and "
+            "blobs already copied are found and not sent again.",
+        )
     if proc.returncode == 0:
         return None
-    lines = [m.group(0) for m in _LOG_ERROR.finditer(proc.stderr)] or \
-        proc.stderr.strip().splitlines()[-20:]
-    text = "\n".join(lines[-20:])
-    if _NO_SPACE.search(proc.stderr):
+    text = _regsync_errors(stderr)
+    if _NO_SPACE.search(stderr):
         text = "the mirror ran out of disk space (no space left on device)\n" + text
     return f"regsync exited {proc.returncode}:\n{text}"
+
+
+def _regsync_errors(stderr: str) -> str:
+    errors = [m.group(0) for m in _LOG_ERROR.finditer(stderr)]
+    lines = [e for e in errors if 'msg="Failed to sync"' in e] or errors or \
+        stderr.strip().splitlines()
+    return "\n".join(_shorten(line) for line in lines[-10:])
 
 
 def _raise_unless_complete(report: MirrorReport) -> None:

@@ -12,6 +12,7 @@ import os
 import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
+from typing import IO, Any
 
 from airgap.errors import AirgapError, CommandError
 
@@ -88,3 +89,26 @@ def run_bytes(
         raise CommandError(argv, proc.returncode, proc.stdout.decode(errors="replace"),
                            proc.stderr.decode(errors="replace"))
     return proc.stdout
+
+
+def popen(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdout: int | IO[Any] | None = None,
+    stderr: int | IO[Any] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start argv without waiting, for a caller that must watch it and may stop it
+    (e.g. regsync while the mirror is polled). Same logging and env rules as run()."""
+    argv = [str(a) for a in argv]
+    log.debug("start: %s", shlex.join(argv))
+    full_env = None
+    if env is not None:
+        full_env = dict(os.environ)
+        full_env.update(env)
+    try:
+        return subprocess.Popen(argv, env=full_env, stdin=subprocess.DEVNULL,
+                                stdout=stdout, stderr=stderr)
+    except FileNotFoundError as exc:
+        raise AirgapError(f"Command not found: {argv[0]}",
+                          resolution=f"Install {argv[0]} or put it on PATH.") from exc
