@@ -31,7 +31,7 @@ from airgap.errors import AirgapError
 log = logging.getLogger(__name__)
 
 IMAGE_PREFIX = "k8s-airgap-base"
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 # What each role needs; the image carries the union.
 ROLE_PACKAGES: dict[str, tuple[str, ...]] = {
@@ -48,6 +48,7 @@ ROLE_PACKAGES: dict[str, tuple[str, ...]] = {
 # image they stay disabled and each role enables what it runs.
 DISABLED_UNITS = ("docker-registry.service", "squid.service", "containerd.service")
 MASKED_UNITS = ("systemd-binfmt.service",)
+TRIMMED_DIRS = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale")
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,12 @@ def _customise(root: Path, recipe: Recipe) -> None:
     (root / "etc/apt/sources.list").write_text("")
     (root / "etc/resolv.conf").unlink(missing_ok=True)
     (root / "etc/resolv.conf").write_text("")
+    # Documentation and translations: ~60 MB that every instance would unpack.
+    for docs in TRIMMED_DIRS:
+        d = root / docs
+        if d.is_dir():
+            shutil.rmtree(d)
+            d.mkdir()
     for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
         d = root / cache
         if d.is_dir():
@@ -332,6 +339,9 @@ def build_image(
         if progress:
             progress(f"writing {dest}")
         _write_tarball(root, recipe, dest)
+    for stale in dest.parent.glob(f"{IMAGE_PREFIX}-*.tar"):
+        if stale != dest:  # an older recipe's image: nothing uses it any more
+            stale.unlink(missing_ok=True)
     return BuiltImage(recipe, dest, False, time.monotonic() - start)
 
 

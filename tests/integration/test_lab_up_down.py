@@ -142,6 +142,15 @@ def test_lab_two_nodes_isolated_and_down_leaves_nothing(lxd: None, tmp_path: Pat
             # The runtime stand-in answers as the snap's unit name.
             assert node.run(["systemctl", "is-active", "snap.k8s.containerd"]).stdout.strip() \
                 == "active"
+
+        # An LXD proxy device exposes a node's CRI socket on the host (for CRI pulls).
+        from airgap.cri import CRIClient
+        from lab.lxd import expose_unix_socket
+
+        sock = expose_unix_socket(spec.project, "node-1", tmp_path / "node-1-cri.sock")
+        with CRIClient(sock) as cri:
+            assert cri.version().runtime_name == "containerd"
+            assert isinstance(cri.list_images(), list)
     finally:
         lifecycle.down(spec, root=tmp_path)
     after = snapshot()
@@ -157,3 +166,27 @@ def test_lab_two_nodes_isolated_and_down_leaves_nothing(lxd: None, tmp_path: Pat
     others = {k: sorted(after[k] ^ before[k]) for k in before if after[k] != before[k]}
     if others:
         print(f"changes not made by this lab (concurrent tests?): {others}")
+
+
+def test_lab_down_cleans_a_half_built_lab(lxd: None, tmp_path: Path) -> None:
+    """up interrupted after the project and one bridge: down still removes everything."""
+    from lab import host, lifecycle
+    from lab.topology import LabSpec
+
+    spec = LabSpec(name="ithalf", nodes=1, slot=SLOT + 1)
+    lifecycle.down(spec, root=tmp_path)
+    before = snapshot()
+    host.add_blackhole(spec)
+    host.add_rules(spec)
+    lifecycle.ensure_project(spec)
+    c = host.client()
+    c.networks.create(spec.airgap_bridge, type="bridge",
+                      config=lifecycle.bridge_config(spec, spec.airgap_bridge))
+    mid = snapshot()
+    assert spec.project in mid["projects"] and spec.airgap_bridge in mid["networks"]
+    assert any(spec.firewall_tag in r for r in mid["iptables"])
+    res = lifecycle.down(spec, root=tmp_path)
+    assert f"project {spec.project}" in res.removed
+    after = snapshot()
+    for key in before:
+        assert not {x for x in after[key] ^ before[key] if _ours(x, spec)}, key

@@ -1,0 +1,69 @@
+"""Lab timings: lab.image cold and cached, lab.up (fresh and again), lab.down.
+
+Prints figures; asserts nothing about speed. Needs root and a running LXD
+(`invoke lab.host`). `--keep-cache` skips the cold build (it removes the cached
+base image tarball of the current recipe and rebuilds it with debootstrap).
+
+    python -m bench.lab [--nodes N] [--keep-cache]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, default=2)
+    ap.add_argument("--slot", type=int, default=100)
+    ap.add_argument("--keep-cache", action="store_true", help="skip the cold image build")
+    args = ap.parse_args()
+
+    from lab import host, lifecycle
+    from lab.image import build_image, default_recipe, tarball_path
+    from lab.topology import LabSpec
+
+    if os.geteuid() != 0 or not host.lxd_answers():
+        print("bench.lab: needs root and a running LXD (invoke lab.host); skipped")
+        return
+    figures: list[tuple[str, float, str]] = []
+    recipe = default_recipe()
+    if not args.keep_cache:
+        tarball_path(recipe).unlink(missing_ok=True)
+        built = build_image(recipe)
+        size = built.tarball.stat().st_size / 2**20
+        figures.append(("lab.image (cold: debootstrap)", built.seconds,
+                        f"{built.alias}, {size:.0f} MiB"))
+    built = build_image(recipe)
+    figures.append(("lab.image (cached)", built.seconds, built.alias))
+
+    spec = LabSpec(name="bench", nodes=args.nodes, slot=args.slot)
+    with tempfile.TemporaryDirectory(prefix="bench-lab-") as tmp:
+        root = Path(tmp)
+        lifecycle.down(spec, root=root)
+        try:
+            res = lifecycle.up(spec, root=root)
+            parts = ", ".join(f"{k} {v:.1f}" for k, v in res.state.timings.items())
+            figures.append((f"lab.up ({args.nodes} nodes, {len(spec.members)} instances)",
+                            res.seconds, parts))
+            t = time.monotonic()
+            lifecycle.up(spec, root=root)
+            figures.append(("lab.up again (idempotent)", time.monotonic() - t, ""))
+        finally:
+            down = lifecycle.down(spec, root=root)
+        figures.append(("lab.down", down.seconds, f"{len(down.removed)} objects removed"))
+
+    width = max(len(f[0]) for f in figures)
+    print(f"{'what':<{width}}  {'seconds':>8}  notes")
+    for what, secs, note in figures:
+        print(f"{what:<{width}}  {secs:8.2f}  {note}")
+    print("instances are LXD containers on this machine; nodes run the runtime stand-in "
+          "(Debian containerd), not the k8s snap")
+
+
+if __name__ == "__main__":
+    main()
