@@ -31,7 +31,7 @@ from typing import Any
 
 from airgap import process
 from airgap.errors import AirgapError
-from lab.topology import FIREWALL_TAG, LabSpec
+from lab.topology import FIREWALL_TAG, LabSpec, Upstream
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,15 @@ def lab_rules(spec: LabSpec) -> list[list[str]]:
     tag = ["-m", "comment", "--comment", spec.firewall_tag]
     ag, sv = spec.airgap_bridge, spec.services_bridge
     rules: list[list[str]] = []
+    if spec.upstream is Upstream.internet:
+        # Internet mode: the proxy alone may leave through the host's NAT (not verified
+        # on these machines: the network-safety rule forbids sending to the internet).
+        proxy = spec.member("proxy").services
+        rules.append(["FORWARD", "-i", sv, "-s", f"{proxy}/32", "!", "-o", ag,
+                      *tag, "-j", "ACCEPT"])
+        rules.append(["FORWARD", "-o", sv, "-d", f"{proxy}/32", "!", "-i", ag,
+                      "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED",
+                      *tag, "-j", "ACCEPT"])
     for br in (ag, sv):
         rules.append(["FORWARD", "-i", br, "!", "-o", br, *tag, "-j", "DROP"])
         rules.append(["FORWARD", "-o", br, "!", "-i", br, *tag, "-j", "DROP"])

@@ -147,7 +147,8 @@ def bridge_config(spec: LabSpec, bridge: str) -> dict[str, str]:
     internet = spec.upstream is Upstream.internet and not airgap
     # The air-gapped bridge hands out no router: nodes have no default route until
     # deploy adds the placeholder route, as on a real air-gapped site.
-    dnsmasq = "no-resolv\ndhcp-option=3" if airgap else "no-resolv"
+    # In internet mode the services bridge resolves real names (for the proxy).
+    dnsmasq = "no-resolv\ndhcp-option=3" if airgap else ("" if internet else "no-resolv")
     return {
         "ipv4.address": f"{gw}/{subnet.prefixlen}",
         "ipv4.nat": "true" if internet else "false",

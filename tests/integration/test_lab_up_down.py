@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -24,6 +25,8 @@ SLOT = int(os.environ.get("K8S_AIRGAP_TEST_LAB_SLOT", "90"))
 
 
 def _text(argv: list[str]) -> str:
+    if shutil.which(argv[0]) is None:
+        return ""
     return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
 
 
@@ -142,6 +145,20 @@ def test_lab_two_nodes_isolated_and_down_leaves_nothing(lxd: None, tmp_path: Pat
             # The runtime stand-in answers as the snap's unit name.
             assert node.run(["systemctl", "is-active", "snap.k8s.containerd"]).stdout.strip() \
                 == "active"
+
+        # The runtime stand-in imports side-loaded archives when it starts, like the snap.
+        from lab.ocibuild import Builder, write_oci_archive
+
+        name = "docker.io/library/lab-sideload-probe:1"
+        Builder(tmp_path / "layout").image("probe", {"/probe": b"1"}, image_name=name)
+        archive = write_oci_archive(tmp_path / "layout", tmp_path / "probe.tar")
+        node1 = LXDNode("node-1", project=spec.project)
+        node1.put(archive, "/var/snap/k8s/common/images/probe.tar")
+        node1.run(["systemctl", "restart", "snap.k8s.containerd"], timeout=60)
+        listed = node1.run(["ctr", "-n", "k8s.io", "images", "ls", "-q"]).stdout.split()
+        assert name in listed, listed
+        files = node1.run(["ls", "/var/snap/k8s/common/images"]).stdout.split()
+        assert files == ["probe.tar.loaded"], files
 
         # An LXD proxy device exposes a node's CRI socket on the host (for CRI pulls).
         from airgap.cri import CRIClient

@@ -70,6 +70,9 @@ def test_internet_mode_has_no_upstream_or_bastion_instance() -> None:
     assert "upstream" not in roles and "bastion" not in roles
     assert bridge_config(spec, spec.services_bridge)["ipv4.nat"] == "true"
     assert bridge_config(spec, spec.airgap_bridge)["ipv4.nat"] == "false"
+    accept = [r for r in host.lab_rules(spec) if r[-1] == "ACCEPT" and r[0] == "FORWARD"]
+    assert accept and all(f"{spec.member('proxy').services}/32" in r for r in accept)
+    assert not any(r[0] == "FORWARD" and r[-1] == "ACCEPT" for r in host.lab_rules(LabSpec()))
 
 
 def test_bridges_are_never_natted_or_routed_and_airgap_gets_no_router() -> None:
