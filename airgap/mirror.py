@@ -328,6 +328,20 @@ class RegistryClient:
         self._check(status, f"{repo}@{digest}", body)
         return True
 
+    def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
+        """Cross-repository mount (server side, no bytes sent); False if refused."""
+        query = urllib.parse.urlencode({"mount": digest, "from": from_repo})
+        status, rh, _ = self.request("POST", f"/v2/{repo}/blobs/uploads/?{query}",
+                                     scope=f"repository:{repo}:pull,push")
+        if status == 201:
+            return True
+        location = rh.get("location")
+        if status == 202 and location:  # the registry opened an upload instead: cancel it
+            path = urllib.parse.urlsplit(location)
+            self.request("DELETE", path.path + (f"?{path.query}" if path.query else ""),
+                         scope=f"repository:{repo}:pull,push")
+        return False
+
     def _check(self, status: int, what: str, body: bytes) -> None:
         if status == 403:
             raise RegistryAccessError(
@@ -433,6 +447,7 @@ class _Work:
     reference: str              # tag (or digest) in the mirror
     index_children: list[str] = field(default_factory=list)
     missing_blobs: dict[str, int] = field(default_factory=dict)  # digest -> size, before sync
+    mounted: set[str] = field(default_factory=set)  # blobs mounted from another repo
 
 
 class _Progress:
@@ -596,12 +611,21 @@ def mirror_images(
                           config_file=config_out, phases=phases)
     t = time.monotonic()
     if pending:
-        subset = sync_config(plan, [w.source for w in pending],
-                             ca_pem=ca.decode() if ca else None,
-                             upstreams=upstreams, parallel=parallel)
         report.regsync_ran = True
-        report.regsync_error = _run_regsync(plan, subset, pending, mirror, pb,
-                                            timeout=regsync_timeout, extra_env=regsync_env)
+        pem = ca.decode() if ca else None
+        seeds, rest, shared = _seed_split(pending)
+        stages = [(seeds, "regsync: shared layers"), (rest, "regsync")] if seeds and rest \
+            else [(pending, "regsync")]
+        for n, (batch, label) in enumerate(stages):
+            if n == 1:
+                _mount_shared(mirror, seeds, rest, shared)
+            subset = sync_config(plan, [w.source for w in batch], ca_pem=pem,
+                                 upstreams=upstreams, parallel=parallel)
+            report.regsync_error = _run_regsync(
+                plan, subset, batch, mirror, pb, label=f"{label}: {len(batch)} image(s)",
+                timeout=regsync_timeout, extra_env=regsync_env)
+            if report.regsync_error:
+                break
     phases["sync"] = time.monotonic() - t
 
     # 4. Verify what was copied; count what really moved.
@@ -612,7 +636,8 @@ def mirror_images(
         def after(w: _Work) -> None:
             try:
                 _verify(mirror, w, before=False)
-                moved = {d: s for d, s in w.missing_blobs.items() if mirror.has_blob(w.repo, d)}
+                moved = {d: s for d, s in w.missing_blobs.items()
+                         if d not in w.mounted and mirror.has_blob(w.repo, d)}
                 w.result.blobs_copied = len(moved)
                 w.result.bytes_copied = sum(moved.values())
             finally:
@@ -740,8 +765,64 @@ def _shorten(line: str, limit: int = 400) -> str:
     return line if len(line) <= limit else line[:limit] + " ..."
 
 
+def _seed_split(pending: Sequence[_Work]) -> tuple[list[_Work], list[_Work], dict[str, int]]:
+    """Split pending images so that layers shared between repositories travel once.
+
+    regclient copies a blob into every repository that lacks it (it mounts only within
+    one registry), so N images on one base layer send that layer N times. Instead: a
+    first regsync run copies a few "seed" images that together hold every shared blob;
+    those blobs are then mounted server-side into the other repositories; the second
+    run finds them there and copies only what is unique. Returns (seeds, rest, shared).
+    """
+    users: dict[str, set[str]] = {}
+    for w in pending:
+        for digest in w.missing_blobs:
+            users.setdefault(digest, set()).add(w.repo)
+    shared = {d: 0 for d, repos in users.items() if len(repos) > 1}
+    for w in pending:
+        for d in shared:
+            if d in w.missing_blobs:
+                shared[d] = w.missing_blobs[d]
+    if not shared:
+        return [], list(pending), {}
+    seeds: list[_Work] = []
+    covered: set[str] = set()
+    for w in sorted(pending, key=lambda w: -sum(s for d, s in w.missing_blobs.items()
+                                                if d in shared)):
+        new = {d for d in w.missing_blobs if d in shared} - covered
+        if new:
+            seeds.append(w)
+            covered |= new
+        if covered == set(shared):
+            break
+    seed_ids = {id(w) for w in seeds}
+    return seeds, [w for w in pending if id(w) not in seed_ids], shared
+
+
+def _mount_shared(mirror: RegistryClient, seeds: Sequence[_Work], rest: Sequence[_Work],
+                  shared: dict[str, int]) -> None:
+    """Mount the shared blobs the seeds brought into every other repository needing them."""
+    where: dict[str, str] = {}
+    for w in seeds:
+        for d in w.missing_blobs:
+            if d in shared:
+                where.setdefault(d, w.repo)
+
+    def mount(w: _Work) -> None:
+        for d in w.missing_blobs:
+            source = where.get(d)
+            if source and source != w.repo:
+                try:
+                    if mirror.mount_blob(w.repo, d, source):
+                        w.mounted.add(d)
+                except RegistryAccessError:
+                    return  # regsync will copy it; a real outage surfaces there
+
+    _run_all(mount, rest)
+
+
 def _run_regsync(plan: Plan, config: dict[str, Any], pending: Sequence[_Work],
-                 mirror: RegistryClient, pb: _Progress, *, timeout: float | None,
+                 mirror: RegistryClient, pb: _Progress, *, label: str, timeout: float | None,
                  extra_env: dict[str, str] | None) -> str | None:
     """Run regsync once over config; returns None on success, else the error text.
 
@@ -756,7 +837,7 @@ def _run_regsync(plan: Plan, config: dict[str, Any], pending: Sequence[_Work],
     creds = mirror_credentials(plan)
     if creds is not None:
         env[USERNAME_ENV], env[PASSWORD_ENV] = creds
-    pb.start("sync", f"regsync: {len(pending)} image(s)", len(pending))
+    pb.start("sync", label, len(pending))
     regsync = tools.find_tool("regsync")
     down_since: float | None = None
     mirror_down = False
