@@ -9,6 +9,7 @@ derives every name from the lab's spec, so it also cleans a half-built lab.
 from __future__ import annotations
 
 import concurrent.futures
+import ipaddress
 import json
 import logging
 import os
@@ -22,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from airgap import process
+from airgap.config import DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR
 from airgap.errors import AirgapError
 from airgap.fileio import write_atomic
 from lab import host
@@ -95,11 +98,22 @@ def spec_from_state(name: str, root: Path | None = None, slot: int | None = None
     """The spec of an existing lab (its slot from lab.json unless given)."""
     st = LabState.read(state_dir(name, root))
     if slot is None:
-        slot = st.slot if st else 0
+        slot = st.slot if st else _slot_from_bridge(name)
     upstream = Upstream(st.upstream) if st else Upstream.simulated
     images = tuple(st.images) if st else LabSpec().images
     nodes = max(1, len([m for m in st.members if m["role"] == "node"])) if st else 1
     return LabSpec(name=name, slot=slot, upstream=upstream, images=images, nodes=nodes)
+
+
+def _slot_from_bridge(name: str) -> int:
+    """The slot of a lab whose lab.json is gone, from its air-gapped bridge; else 0."""
+    if not host.lxd_answers():
+        return 0
+    net = _network_blocks(host.client()).get(LabSpec(name=name).airgap_bridge)
+    if net is None:
+        return 0
+    offset = int(net.network_address) - int(LabSpec().lab_range.network_address)
+    return max(0, offset // 512)
 
 
 # LXD objects ----------------------------------------------------------------
@@ -159,6 +173,46 @@ def bridge_config(spec: LabSpec, bridge: str) -> dict[str, str]:
         "dns.domain": f"{spec.name}.{'airgap' if airgap else 'services'}",
         "raw.dnsmasq": dnsmasq,
     }
+
+
+def _network_blocks(c: Any) -> dict[str, ipaddress.IPv4Network]:
+    """Managed networks' IPv4 subnets, by network name."""
+    out = {}
+    for net in c.networks.all():
+        addr = (getattr(net, "config", None) or {}).get("ipv4.address", "")
+        if addr and addr != "none":
+            try:
+                out[str(net.name)] = ipaddress.IPv4Interface(addr).network
+            except ValueError:
+                continue
+    return out
+
+
+def check_slot_free(spec: LabSpec) -> None:
+    """Refuse a slot whose addresses another LXD network already uses."""
+    for name, net in _network_blocks(host.client()).items():
+        if name not in spec.bridges and net.overlaps(spec.block):
+            raise AirgapError(
+                f"Slot {spec.slot} ({spec.block}) overlaps LXD network {name} ({net})",
+                resolution=f"Choose another --slot (free: {free_slot(spec.slot)}).",
+            )
+
+
+def free_slot(preferred: int = 0) -> int:
+    """The first slot from preferred upwards that no LXD network or blackhole uses."""
+    used = list(_network_blocks(host.client()).values())
+    routes = process.run(["ip", "-4", "route", "show", "type", "blackhole"], check=False).stdout
+    for line in routes.splitlines():
+        try:
+            used.append(ipaddress.IPv4Network(line.split()[1]))
+        except (IndexError, ValueError):
+            continue
+    for slot in [*range(preferred, 120), *range(0, preferred)]:
+        block = LabSpec(slot=slot).block
+        if not any(block.overlaps(u) for u in used):
+            return int(slot)
+    raise AirgapError("No free lab slot in 10.213.0.0/16",
+                      resolution="Bring down labs you no longer need (invoke lab.down).")
 
 
 def ensure_networks(spec: LabSpec) -> list[str]:
@@ -299,7 +353,8 @@ def fill_upstream(spec: LabSpec, ca: LabCA, work: Path) -> list[dict[str, str]]:
 def plan_document(spec: LabSpec, directory: Path, *, https: bool = True) -> dict[str, Any]:
     reg, prx = spec.member("registry"), spec.member("proxy")
     nodes = spec.node_members
-    no_proxy = [str(spec.airgap_subnet), reg.airgap or "", "localhost", "127.0.0.1"]
+    no_proxy = [str(spec.airgap_subnet), reg.airgap or "", DEFAULT_POD_CIDR,
+                DEFAULT_SERVICE_CIDR, "localhost", "127.0.0.1"]
     mirror: dict[str, Any] = (
         {"url": f"https://{reg.airgap}:{REGISTRY_HTTPS_PORT}", "ca_file": "ca.crt"}
         if https else {"url": f"http://{reg.airgap}:{REGISTRY_HTTP_PORT}"}
@@ -380,6 +435,7 @@ def up(spec: LabSpec, *, root: Path | None = None, image_server: str | None = No
     built = build_image(progress=say)
     timings["image"] = time.monotonic() - t
 
+    check_slot_free(spec)
     say(f"blackhole route {spec.block} and firewall rules ({spec.firewall_tag})")
     host.add_blackhole(spec)
     host.add_rules(spec)

@@ -21,7 +21,7 @@ from tests.support.require import need, require_binary, require_root
 pytestmark = [pytest.mark.integration, pytest.mark.lxd]
 
 LAB = "itlab"
-SLOT = int(os.environ.get("K8S_AIRGAP_TEST_LAB_SLOT", "90"))
+PREFERRED_SLOT = int(os.environ.get("K8S_AIRGAP_TEST_LAB_SLOT", "60"))
 
 
 def _text(argv: list[str]) -> str:
@@ -78,8 +78,9 @@ def test_lab_two_nodes_isolated_and_down_leaves_nothing(lxd: None, tmp_path: Pat
     from lab.lxd import LXDNode
     from lab.topology import LabSpec
 
-    spec = LabSpec(name=LAB, nodes=2, slot=SLOT)
-    lifecycle.down(spec, root=tmp_path)  # leftovers of an interrupted earlier run
+    # Leftovers of an interrupted earlier run (its slot read back from its bridge).
+    lifecycle.down(lifecycle.spec_from_state(LAB, root=tmp_path), root=tmp_path)
+    spec = LabSpec(name=LAB, nodes=2, slot=lifecycle.free_slot(PREFERRED_SLOT))
     before = snapshot()
     try:
         res = lifecycle.up(spec, root=tmp_path)
@@ -190,8 +191,8 @@ def test_lab_down_cleans_a_half_built_lab(lxd: None, tmp_path: Path) -> None:
     from lab import host, lifecycle
     from lab.topology import LabSpec
 
-    spec = LabSpec(name="ithalf", nodes=1, slot=SLOT + 1)
-    lifecycle.down(spec, root=tmp_path)
+    lifecycle.down(lifecycle.spec_from_state("ithalf", root=tmp_path), root=tmp_path)
+    spec = LabSpec(name="ithalf", nodes=1, slot=lifecycle.free_slot(PREFERRED_SLOT + 1))
     before = snapshot()
     host.add_blackhole(spec)
     host.add_rules(spec)
