@@ -12,8 +12,10 @@ image access through the CRI, not the snap, and is labelled so in every report.
 from __future__ import annotations
 
 from airgap.config import CLASSIC_HOSTS_DIR, CONTAINERD_UNIT, SIDELOAD_DIR
+from airgap.nodes import STAND_IN_MARKER
 from lab.lxd import LXDNode, wait_command
 from lab.roles import RoleContext, configure_common
+from lab.topology import STAND_IN_LABEL
 
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 IMPORT_SCRIPT = "/usr/local/lib/k8s-airgap/import-images"
@@ -72,6 +74,8 @@ def configure(node: LXDNode, ctx: RoleContext, *, stand_in: bool = True) -> None
     configure_common(node, ctx)
     if not stand_in:
         return
+    # airgap.nodes.is_stand_in looks for this marker (deploy and preflight skip snap steps).
+    node.write(STAND_IN_MARKER, f"{STAND_IN_LABEL}\n".encode())
     node.write("/etc/containerd/config.toml", CONTAINERD_CONFIG.encode())
     node.write(IMPORT_SCRIPT, IMPORT.encode(), 0o755)
     node.write(f"/etc/systemd/system/{CONTAINERD_UNIT}.service", UNIT.encode())
