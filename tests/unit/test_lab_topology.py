@@ -198,3 +198,16 @@ def test_ca_issues_certificates_with_the_requested_names(tmp_path: Path) -> None
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["ghcr.io", "registry-1.docker.io"]
     assert [str(i) for i in san.get_values_for_type(x509.IPAddress)] == ["10.213.1.5"]
+
+
+def test_a_wait_that_times_out_names_what_it_waited_for() -> None:
+    from lab.lxd import WaitTimeout, wait_until
+
+    def never() -> None:
+        raise AirgapError("connection refused")
+
+    with pytest.raises(WaitTimeout) as err:
+        wait_until("squid on :3128 on proxy", never, timeout=0.2, interval=0.05)
+    assert "squid on :3128 on proxy" in err.value.brief
+    assert "connection refused" in str(err.value)
+    assert wait_until("x", lambda: "ok", timeout=1) == "ok"
