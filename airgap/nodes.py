@@ -336,9 +336,14 @@ class SSHNode:
 STAND_IN_MARKER = "/etc/k8s-airgap/stand-in"
 
 
+# dash's `command -v` exits 127 when the name is missing, which transports report as
+# "command not found" (an error); exit 1 keeps it an ordinary answer.
+HAS_COMMAND_SCRIPT = 'command -v "$1" >/dev/null || exit 1'
+
+
 def has_command(node: Node, name: str) -> bool:
     """Whether ``name`` is on the node's PATH (no exception for a missing binary)."""
-    return node.run(["sh", "-c", 'command -v "$1" >/dev/null', "sh", name], check=False).ok
+    return node.run(["sh", "-c", HAS_COMMAND_SCRIPT, "sh", name], check=False).ok
 
 
 # The lab's stand-in unit says so in its Description (lab/roles/node.py).

@@ -209,7 +209,11 @@ def dropin_no_proxy(text: str) -> str | None:
 
 
 def _last_line(text: str) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    """The line that says what went wrong: curl's own "curl: (N) ..." line, else the last."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    for line in lines:
+        if line.startswith("curl: ("):
+            return line
     return lines[-1] if lines else ""
 
 

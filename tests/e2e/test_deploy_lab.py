@@ -21,7 +21,7 @@ from tests.support.require import need, require_binary, require_root
 
 pytestmark = [pytest.mark.e2e, pytest.mark.lxd]
 
-LAB = "deploy-e2e"
+LAB = "dploy"
 SLOT = int(os.environ.get("K8S_AIRGAP_DEPLOY_LAB_SLOT", "91"))
 
 
@@ -80,10 +80,26 @@ def test_preflight_and_deploy_on_lab_nodes(lab: Lab, tmp_path: Path) -> None:
     from airgap.deploy import STAND_IN_REASON, StepStatus, deploy
     from airgap.nodeset import build_nodes
     from airgap.preflight import CheckStatus, preflight
+    from lab.roles import LAB_CA_PATH
 
     plan = load_plan(lab.plan)
     nodes = build_nodes(plan)
     bundle = snapless_bundle(lab.plan, tmp_path / "bundle")
+
+    # The simulated upstream's certificates come from the lab CA, which stands in for
+    # the public CAs a real node trusts. Until the node trusts it, preflight must say
+    # that the tunnel works and TLS does not.
+    untrusted = preflight(plan, nodes, bundle=bundle)
+    for checks in untrusted.nodes:
+        for c in checks.named("proxy -> "):
+            if c.status is CheckStatus.fail:
+                assert "tunnel works but TLS fails" in c.detail, c
+                assert "unable to get local issuer certificate" in c.detail, c
+    ca = Path(plan.resolve(plan.mirror.ca_file)) if plan.mirror and plan.mirror.ca_file else None
+    assert ca is not None
+    for node in nodes.values():
+        node.write(LAB_CA_PATH, ca.read_bytes())
+        node.run(["update-ca-certificates"], timeout=60)
 
     before = preflight(plan, nodes, bundle=bundle)
     for checks in before.nodes:

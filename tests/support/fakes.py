@@ -144,7 +144,7 @@ class FakeNode:
         match a:
             case ["sh", "-c", script, _, name] if script.startswith("command -v"):
                 present = self.has_snapd if name == "snap" else name not in self.missing_commands
-                return ok if present else fail("", 127)
+                return ok if present else fail("", 1)
             case ["sh", "-c", script] if script == STAND_IN_PROBE:
                 return ok if STAND_IN_MARKER in self.files else fail("")
             case ["test", "-e" | "-S", path]:

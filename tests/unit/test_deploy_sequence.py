@@ -19,7 +19,7 @@ from airgap.deploy import (
 from airgap.errors import AirgapError
 from airgap.images import parse_image_ref
 from airgap.lock import ImageLock, LockedImage, write_lock
-from airgap.nodes import STAND_IN_PROBE, Node
+from airgap.nodes import HAS_COMMAND_SCRIPT, STAND_IN_PROBE, Node
 from airgap.render.route import NETPLAN_FILE
 from tests.support.fakes import FakeCluster, FakeNode
 
@@ -113,7 +113,7 @@ def prepare_sequence(runtime: list[list[str]]) -> list[list[str]]:
         ]
     return [
         ["sh", "-c", STAND_IN_PROBE],
-        ["sh", "-c", 'command -v "$1" >/dev/null', "sh", "snap"],
+        ["sh", "-c", HAS_COMMAND_SCRIPT, "sh", "snap"],
         ["sha256sum", "--", *TRANSFER],
         ["sha256sum", "--", *TRANSFER],
         *snaps,
