@@ -19,6 +19,23 @@ from airgap.errors import AirgapError, CommandError
 log = logging.getLogger(__name__)
 
 
+def _prepare(argv: Sequence[str], env: Mapping[str, str] | None, verb: str
+             ) -> tuple[list[str], dict[str, str] | None]:
+    """argv as strings (logged), and the full environment when env adds to it."""
+    args = [str(a) for a in argv]
+    log.debug("%s: %s", verb, shlex.join(args))
+    if env is None:
+        return args, None
+    return args, {**os.environ, **env}
+
+
+def _not_found(argv: list[str], resolution: str | None) -> AirgapError:
+    return AirgapError(
+        f"Command not found: {argv[0]}",
+        resolution=resolution or f"Install {argv[0]} or put it on PATH.",
+    )
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -30,15 +47,10 @@ def run(
     resolution: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run argv, capture text output; raise CommandError on failure when check."""
-    argv = [str(a) for a in argv]
-    log.debug("run: %s", shlex.join(argv))
-    full_env = None
-    if env is not None:
-        full_env = dict(os.environ)
-        full_env.update(env)
+    args, full_env = _prepare(argv, env, "run")
     try:
         proc = subprocess.run(
-            argv,
+            args,
             env=full_env,
             input=input.decode() if input is not None else None,
             stdin=None if input is not None else subprocess.DEVNULL,
@@ -49,17 +61,14 @@ def run(
             check=False,
         )
     except FileNotFoundError as exc:
-        raise AirgapError(
-            f"Command not found: {argv[0]}",
-            resolution=resolution or f"Install {argv[0]} or put it on PATH.",
-        ) from exc
+        raise _not_found(args, resolution) from exc
     except subprocess.TimeoutExpired as exc:
         raise AirgapError(
-            f"Command timed out after {timeout} s: {shlex.join(argv)}",
+            f"Command timed out after {timeout} s: {shlex.join(args)}",
             resolution=resolution,
         ) from exc
     if check and proc.returncode != 0:
-        raise CommandError(argv, proc.returncode, proc.stdout, proc.stderr, resolution=resolution)
+        raise CommandError(args, proc.returncode, proc.stdout, proc.stderr, resolution=resolution)
     return proc
 
 
@@ -71,22 +80,16 @@ def run_bytes(
     timeout: float | None = None,
 ) -> bytes:
     """Run argv and return raw stdout (for binary output such as unsquashfs -cat)."""
-    argv = [str(a) for a in argv]
-    log.debug("run: %s", shlex.join(argv))
-    full_env = None
-    if env is not None:
-        full_env = dict(os.environ)
-        full_env.update(env)
+    args, full_env = _prepare(argv, env, "run")
     try:
         proc = subprocess.run(
-            argv, env=full_env, stdin=subprocess.DEVNULL, capture_output=True,
+            args, env=full_env, stdin=subprocess.DEVNULL, capture_output=True,
             timeout=timeout, check=False,
         )
     except FileNotFoundError as exc:
-        raise AirgapError(f"Command not found: {argv[0]}",
-                          resolution=f"Install {argv[0]} or put it on PATH.") from exc
+        raise _not_found(args, None) from exc
     if check and proc.returncode != 0:
-        raise CommandError(argv, proc.returncode, proc.stdout.decode(errors="replace"),
+        raise CommandError(args, proc.returncode, proc.stdout.decode(errors="replace"),
                            proc.stderr.decode(errors="replace"))
     return proc.stdout
 
@@ -100,15 +103,9 @@ def popen(
 ) -> subprocess.Popen[bytes]:
     """Start argv without waiting, for a caller that must watch it and may stop it
     (e.g. regsync while the mirror is polled). Same logging and env rules as run()."""
-    argv = [str(a) for a in argv]
-    log.debug("start: %s", shlex.join(argv))
-    full_env = None
-    if env is not None:
-        full_env = dict(os.environ)
-        full_env.update(env)
+    args, full_env = _prepare(argv, env, "start")
     try:
-        return subprocess.Popen(argv, env=full_env, stdin=subprocess.DEVNULL,
+        return subprocess.Popen(args, env=full_env, stdin=subprocess.DEVNULL,
                                 stdout=stdout, stderr=stderr)
     except FileNotFoundError as exc:
-        raise AirgapError(f"Command not found: {argv[0]}",
-                          resolution=f"Install {argv[0]} or put it on PATH.") from exc
+        raise _not_found(args, None) from exc
