@@ -1,7 +1,14 @@
-"""The lab CA: signs the private registry's and the simulated upstream's certificates.
+"""The lab's two certificate authorities.
+
+- The lab CA (``ca.crt``) signs the private registry: a site's own CA, which nodes
+  trust only where the plan says (hosts.toml `ca = "ca.crt"`), as on a real site.
+- The "public" CA (``public-ca.crt``) signs the simulated upstream and stands in for
+  the web PKI: every lab instance trusts it system-wide, as real machines trust the CAs
+  behind ghcr.io. Keeping them apart means the e2e proof of the mirror's CA handling
+  cannot pass by accident through system trust.
 
 Made with `cryptography` (no openssl processes), kept in the lab's state directory so
-that re-running up reuses it and the plan can point mirror.ca_file at it.
+that re-running up reuses them and the plan can point mirror.ca_file at ca.crt.
 """
 
 from __future__ import annotations
@@ -36,12 +43,15 @@ class LabCA:
         return self.cert_file.read_bytes()
 
     @classmethod
-    def load_or_create(cls, directory: Path, name: str) -> LabCA:
-        cert_file, key_file = directory / "ca.crt", directory / "ca.key"
+    def load_or_create(cls, directory: Path, name: str, *, stem: str = "ca",
+                       title: str = "CA") -> LabCA:
+        """The CA in directory/STEM.crt and STEM.key, created on first use."""
+        cert_file, key_file = directory / f"{stem}.crt", directory / f"{stem}.key"
         if cert_file.is_file() and key_file.is_file():
             return cls(cert_file, key_file)
         key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"k8s-airgap lab {name} CA")])
+        cn = f"k8s-airgap lab {name} {title}"
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
         now = datetime.datetime.now(datetime.timezone.utc)
         cert = (
             x509.CertificateBuilder()

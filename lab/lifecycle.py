@@ -81,6 +81,7 @@ class LabState:
     upstream_content: str
     registry: dict[str, str] = field(default_factory=dict)
     proxy: str = ""
+    public_ca_file: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
     def write(self, directory: Path) -> Path:
@@ -304,11 +305,12 @@ def _htpasswd() -> bytes | None:
     return out.stdout.encode()
 
 
-def _configure(spec: LabSpec, m: Member, ca: LabCA, htpasswd: bytes | None) -> list[str]:
+def _configure(spec: LabSpec, m: Member, ca: LabCA, public_ca: LabCA,
+               htpasswd: bytes | None) -> list[str]:
     from lab.roles import bastion, node, proxy, registry, upstream
 
     n = LXDNode(m.name, project=spec.project)
-    ctx = RoleContext(spec, m, ca, htpasswd=htpasswd)
+    ctx = RoleContext(spec, m, ca, public_ca, htpasswd=htpasswd)
     if m.role == "registry":
         registry.configure(n, ctx)
     elif m.role == "proxy":
@@ -322,14 +324,14 @@ def _configure(spec: LabSpec, m: Member, ca: LabCA, htpasswd: bytes | None) -> l
     return []
 
 
-def fill_upstream(spec: LabSpec, ca: LabCA, work: Path) -> list[dict[str, str]]:
+def fill_upstream(spec: LabSpec, public_ca: LabCA, work: Path) -> list[dict[str, str]]:
     """Push fabricated images with the real names into the simulated upstream."""
     from lab.ocibuild import Builder, Regctl, push_layout
 
     upstream = spec.member("upstream")
     target = f"{upstream.services}:{UPSTREAM_PORT}"
     regctl = Regctl(work / "regctl")
-    regctl.configure(target, tls="enabled", ca_pem=ca.cert_pem)
+    regctl.configure(target, tls="enabled", ca_pem=public_ca.cert_pem)
     layout = work / "layout"
     b = Builder(layout)
     pushed = []
@@ -373,6 +375,9 @@ def plan_document(spec: LabSpec, directory: Path, *, https: bool = True) -> dict
         "proxy": {"http": f"http://{prx.airgap}:{PROXY_PORT}",
                   "https": f"http://{prx.airgap}:{PROXY_PORT}", "no_proxy": no_proxy},
         "images": {"files": ["images.txt"]},
+        # The lab's containers use systemd-networkd (no netplan): the placeholder route
+        # is made persistent with a drop-in for eth0's .network file.
+        "network": {"route_persistence": "networkd", "networkd_file": "10-eth0.network"},
     }
 
 
@@ -447,6 +452,8 @@ def up(spec: LabSpec, *, root: Path | None = None, image_server: str | None = No
     ensure_image(spec, built)
     timings["import"] = time.monotonic() - t
     ca = LabCA.load_or_create(directory, spec.name)
+    public_ca = LabCA.load_or_create(directory, spec.name, stem="public-ca",
+                                     title="public CA (simulated web PKI)")
 
     members = spec.members
     t = time.monotonic()
@@ -457,7 +464,7 @@ def up(spec: LabSpec, *, root: Path | None = None, image_server: str | None = No
 
     t = time.monotonic()
     htpasswd = _htpasswd()
-    missing = _parallel(lambda m: _configure(spec, m, ca, htpasswd), members)
+    missing = _parallel(lambda m: _configure(spec, m, ca, public_ca, htpasswd), members)
     timings["roles"] = time.monotonic() - t
     tools_missing = sorted({tool for v in missing.values() for tool in v})
     if tools_missing:
@@ -467,7 +474,7 @@ def up(spec: LabSpec, *, root: Path | None = None, image_server: str | None = No
     if spec.upstream is Upstream.simulated:
         t = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="k8s-airgap-upstream-") as work:
-            pushed = fill_upstream(spec, ca, Path(work))
+            pushed = fill_upstream(spec, public_ca, Path(work))
         timings["upstream"] = time.monotonic() - t
         content = (f"fabricated stand-in images with the real names ({len(pushed)}), "
                    "not the real upstream content")
@@ -483,7 +490,8 @@ def up(spec: LabSpec, *, root: Path | None = None, image_server: str | None = No
                  "blackhole": str(spec.block)},
         instance_type=itype.value, instance_type_reason=why, upstream=spec.upstream.value,
         image_alias=built.alias, stand_in=True, runtime=STAND_IN_LABEL,
-        ca_file=str(ca.cert_file), plan_file=str(plan),
+        ca_file=str(ca.cert_file), public_ca_file=str(public_ca.cert_file),
+        plan_file=str(plan),
         members=[asdict(m) for m in members], images=list(spec.images),
         upstream_content=content,
         registry={"http": f"http://{reg.airgap}:{REGISTRY_HTTP_PORT}",

@@ -15,6 +15,7 @@ from lab.lxd import LXDNode
 from lab.topology import LabSpec, Member, Upstream
 
 LAB_CA_PATH = "/usr/local/share/ca-certificates/k8s-airgap-lab-ca.crt"
+PUBLIC_CA_PATH = "/usr/local/share/ca-certificates/k8s-airgap-lab-public-ca.crt"
 
 
 @dataclass
@@ -22,6 +23,7 @@ class RoleContext:
     spec: LabSpec
     member: Member
     ca: LabCA
+    public_ca: LabCA
     htpasswd: bytes | None = None
     extra_hosts: dict[str, str] = field(default_factory=dict)
 
@@ -56,6 +58,9 @@ def resolv_conf(ctx: RoleContext) -> str:
 def configure_common(node: LXDNode, ctx: RoleContext) -> None:
     node.write("/etc/hosts", hosts_file(ctx).encode())
     node.write("/etc/resolv.conf", resolv_conf(ctx).encode())
+    # The simulated web PKI: every machine trusts the CA behind the "public" upstream.
+    node.write(PUBLIC_CA_PATH, ctx.public_ca.cert_pem)
+    node.run(["update-ca-certificates"], timeout=60)
 
 
 def trust_lab_ca(node: LXDNode, ctx: RoleContext) -> None:

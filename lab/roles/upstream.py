@@ -1,5 +1,6 @@
 """The simulated internet: one registry answering as ghcr.io, docker.io and every other
-registry host in the lab's image list, on :443 with a lab-CA certificate.
+registry host in the lab's image list, on :443 with a certificate from the lab's
+"public" CA (the simulated web PKI, trusted by every lab instance).
 
 It sits on the services bridge only; the proxy and the bastion resolve those names to
 it through /etc/hosts, the nodes do not resolve them at all. Its content is fabricated
@@ -19,7 +20,7 @@ def configure(node: LXDNode, ctx: RoleContext) -> None:
     configure_common(node, ctx)
     me = ctx.member
     assert me.services is not None
-    cert, key = ctx.ca.issue([*ctx.spec.upstream_hosts, me.name], [me.services])
+    cert, key = ctx.public_ca.issue([*ctx.spec.upstream_hosts, me.name], [me.services])
     node.write(f"{CONF_DIR}/tls.crt", cert)
     node.write(f"{CONF_DIR}/tls.key", key, 0o600)
     node.write(f"{CONF_DIR}/upstream.yml",
