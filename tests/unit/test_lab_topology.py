@@ -112,7 +112,9 @@ def test_dual_homed_containers_do_not_forward_and_nodes_get_reservations() -> No
 
 
 def _ctx(spec: LabSpec, name: str, tmp_path: Path) -> RoleContext:
-    return RoleContext(spec, spec.member(name), LabCA.load_or_create(tmp_path, spec.name))
+    ca = LabCA.load_or_create(tmp_path, spec.name)
+    public = LabCA.load_or_create(tmp_path, spec.name, stem="public-ca")
+    return RoleContext(spec, spec.member(name), ca, public)
 
 
 def test_only_proxy_and_bastion_resolve_the_upstream_names(tmp_path: Path) -> None:
