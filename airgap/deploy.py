@@ -208,7 +208,7 @@ def _default_deliver(plan: Plan, node: Node, archives: Sequence[Path]) -> bool:
     from airgap import sideload
 
     want = _archive_images(tuple(archives), sideload.plan_platform(plan, None))
-    ctr = sideload._ctr(node, sideload.RuntimeAccess())
+    ctr = sideload.ctr_command(node)
     res = node.run([*ctr, "-n", "k8s.io", "images", "ls"], check=False, timeout=60)
     found = sideload.parse_ctr_images(res.stdout) if res.ok else {}
     if want and all(n in found and d in (None, found[n]) for n, d in want.items()):

@@ -508,7 +508,9 @@ def restart_runtime(node: Node) -> str | None:
     return None
 
 
-def _ctr(node: Node, runtime: RuntimeAccess) -> list[str]:
+def ctr_command(node: Node, runtime: RuntimeAccess | None = None) -> list[str]:
+    """How to run ctr on the node: the runtime's own, the PATH's, or the snap's."""
+    runtime = runtime or RuntimeAccess()
     if runtime.ctr is not None:
         return list(runtime.ctr)
     if _probe(node, ["ctr", "--version"]):
@@ -554,7 +556,7 @@ class NodeDelivery:
 def _confirm(
     node: Node, runtime: RuntimeAccess, want: dict[str, str | None], timeout: float
 ) -> list[DeliveryRow]:
-    ctr = _ctr(node, runtime)
+    ctr = ctr_command(node, runtime)
     deadline = time.monotonic() + timeout
     while True:
         found = parse_ctr_images(node.run([*ctr, "-n", "k8s.io", "images", "ls"]).stdout)
