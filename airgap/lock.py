@@ -83,8 +83,9 @@ def read_lock(path: str | Path) -> ImageLock:
     except json.JSONDecodeError as exc:
         raise AirgapError(f"{p}: not valid JSON ({exc})",
                           resolution="Re-run `invoke prepare` to rewrite it.") from None
-    if not isinstance(data, dict) or data.get("version") != LOCK_VERSION:
-        raise AirgapError(f"{p}: unsupported images.lock version {data.get('version') if isinstance(data, dict) else None!r}",
+    version = data.get("version") if isinstance(data, dict) else None
+    if version != LOCK_VERSION:
+        raise AirgapError(f"{p}: unsupported images.lock version {version!r}",
                           resolution="Re-run `invoke prepare` with this version of k8s-airgap.")
     images = []
     for n, item in enumerate(data.get("images", [])):
@@ -94,7 +95,7 @@ def read_lock(path: str | Path) -> ImageLock:
         except (KeyError, TypeError, ValueError) as exc:
             raise AirgapError(f"{p}: images[{n}]: invalid entry ({exc})",
                               resolution="Re-run `invoke prepare` to rewrite it.") from None
-        images.append(LockedImage(ref=ref, digest=digest, media_type=str(item.get("media_type", "")),
-                                  platforms=dict(item.get("platforms", {})),
-                                  source=str(item.get("source", "k8s"))))
+        images.append(LockedImage(
+            ref=ref, digest=digest, media_type=str(item.get("media_type", "")),
+            platforms=dict(item.get("platforms", {})), source=str(item.get("source", "k8s"))))
     return ImageLock(platforms=list(data.get("platforms", [])), images=images)
