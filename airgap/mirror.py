@@ -100,6 +100,27 @@ class Blob:
     size: int
 
 
+def _proxy_for(hostname: str, tls: bool) -> tuple[str, int] | None:
+    """(host, port) of the proxy the environment names for hostname, or None.
+
+    HTTPS_PROXY (or HTTP_PROXY for plain http) and NO_PROXY, upper or lower case, as
+    Go programs read them; loopback never goes through a proxy (Go does the same).
+    """
+    if hostname in ("localhost", "::1") or hostname.startswith("127."):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get("https" if tls else "http")
+    bypass: Callable[..., bool] = (
+        urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    )
+    if not url or bypass(hostname, proxies):
+        return None
+    parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
+    if not parts.hostname:
+        return None
+    return parts.hostname, parts.port or 80
+
+
 class RegistryClient:
     """HEAD/GET against one registry's /v2/ API, safe to share between threads.
 
@@ -153,7 +174,16 @@ class RegistryClient:
                 hostname, _, port = self.host.rpartition(":")
             hostname = hostname.strip("[]")
             port_n = int(port) if port else (443 if self.tls else 80)
-            if self.tls:
+            proxy = _proxy_for(hostname, self.tls)
+            if proxy is not None:
+                # A connected machine behind a proxy (HTTPS_PROXY/NO_PROXY, as regsync
+                # and regctl honour them): tunnel with CONNECT, never a direct dial.
+                conn = (http.client.HTTPSConnection(proxy[0], proxy[1], context=self._ssl,
+                                                    timeout=self._timeout)
+                        if self.tls else
+                        http.client.HTTPConnection(proxy[0], proxy[1], timeout=self._timeout))
+                conn.set_tunnel(hostname, port_n)
+            elif self.tls:
                 conn = http.client.HTTPSConnection(hostname, port_n, context=self._ssl,
                                                    timeout=self._timeout)
             else:

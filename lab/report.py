@@ -40,6 +40,7 @@ class NegativeRecord:
     case: str
     failed_as_expected: bool
     message: str
+    seconds: float = 0.0
 
 
 @dataclass
@@ -57,11 +58,15 @@ class Report:
     isolation: list[IsolationRecord] = field(default_factory=list)
     negatives: list[NegativeRecord] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
+    snaps: str = ""
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return (
-            bool(self.pulls)
+            not self.errors
+            and bool(self.pulls)
             and all(p.ok for p in self.pulls)
             and all(i.ok for i in self.isolation)
             and all(n.failed_as_expected for n in self.negatives)
@@ -111,6 +116,9 @@ def to_markdown(report: Report) -> str:
             "cannot be downloaded here. This proves image access through each mode, not "
             "the snap itself."
         )
+    if report.snaps:
+        out.append(f"- Snaps in the bundle: **{report.snaps}**")
+    out += [f"- {note}" for note in report.notes]
     out.append(f"- Nodes: {', '.join(report.nodes)}")
     out.append(f"- Images ({len(report.images)}): " + ", ".join(f"`{i}`" for i in report.images))
     if report.tools:
@@ -141,13 +149,17 @@ def to_markdown(report: Report) -> str:
         "",
         "## Negative cases (each must fail cleanly)",
         "",
-        "| mode | case | failed as expected | message |",
-        "|---|---|---|---|",
+        "| mode | case | failed as expected | time (s) | message |",
+        "|---|---|---|---|---|",
     ]
     for n in report.negatives:
-        out.append(_row(n.mode, n.case, "yes" if n.failed_as_expected else "NO", n.message))
+        out.append(_row(n.mode, n.case, "yes" if n.failed_as_expected else "NO",
+                        f"{n.seconds:.2f}", n.message))
+    if report.errors:
+        out += ["", "## Errors", ""] + [f"- {_cell(e)}" for e in report.errors]
     if report.steps:
-        out += ["", "## Steps", "", "| step | seconds |", "|---|---|"]
+        out += ["", "## Steps", "", "| step | seconds | detail |", "|---|---|---|"]
         for s in report.steps:
-            out.append(f"| {_cell(str(s.get('step', '')))} | {float(s.get('seconds', 0)):.1f} |")
+            out.append(f"| {_cell(str(s.get('step', '')))} | {float(s.get('seconds', 0)):.1f} | "
+                       f"{_cell(str(s.get('detail', '')))} |")
     return "\n".join(out) + "\n"

@@ -30,6 +30,11 @@ def _debug(debug: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
 
 
+def _print(*items: object) -> None:
+    """stdout (for tasks whose --out flag shadows the console's name)."""
+    out.print(*items)
+
+
 def _say(msg: str) -> None:
     console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {msg}")
 
@@ -158,6 +163,46 @@ def shell(c: Context, instance: str, name: str = "lab") -> None:
         raise Exit(code=rc)
 
 
+@task(help={
+    "nodes": "Number of nodes (node-1..N).",
+    "keep": "Keep the lab (and its work files) afterwards for inspection.",
+    "out": "Directory for e2e-report.md and e2e-report.json.",
+    "k8s_snap": "Full proof with the real k8s snap (needs snapd, the Snap Store and VMs).",
+    "name": "Lab name (1-6 lowercase letters/digits).",
+    "slot": "Preferred address slot (the first free one from here is used).",
+    "debug": "Log every command run.",
+})
+def prove(c: Context, nodes: int = 2, keep: bool = False, out: str = "reports",
+          k8s_snap: bool = False, name: str = "e2e", slot: int = 0, debug: bool = False) -> None:
+    """Prove proxy, mirror and sideload end to end in a fresh lab; writes a report."""
+    _debug(debug)
+    from pathlib import Path
+
+    from lab import scenario
+
+    t0 = time.monotonic()
+    with _errors():
+        report = scenario.prove(name=name, nodes=int(nodes), out=Path(out), keep=keep,
+                                k8s_snap=k8s_snap, progress=_say, slot=int(slot))
+    t = Table(title=f"lab proof: {'PASSED' if report.ok else 'FAILED'}")
+    for col in ("mode", "pulls ok", "negative case", "failed as expected"):
+        t.add_column(col)
+    for mode in report.modes:
+        rows = [p for p in report.pulls if p.mode == mode]
+        neg = next((n for n in report.negatives if n.mode == mode), None)
+        t.add_row(mode, f"{sum(p.ok for p in rows)}/{len(rows)}", neg.case if neg else "-",
+                  ("yes" if neg.failed_as_expected else "NO") if neg else "-")
+    _print(t)
+    iso = sum(i.ok for i in report.isolation)
+    _print(f"isolation checks ok: {iso}/{len(report.isolation)}")
+    for err in report.errors:
+        _print(f"[red]error:[/red] {err}")
+    _print(f"report: {Path(out) / 'e2e-report.md'} (and .json)")
+    _print(f"lab.prove took {time.monotonic() - t0:.0f} s")
+    if not report.ok:
+        raise Exit("The proof FAILED: see the report.", code=1)
+
+
 ns = Collection("lab")
-for t in (host, image, up, down, status, shell):
+for t in (host, image, up, down, status, shell, prove):
     ns.add_task(t)

@@ -1,165 +1,49 @@
 """Real snaps and real-format assertions, built offline for tests.
 
-Snaps are squashfs images made with mksquashfs (meta/snap.yaml, images.txt at the
-root), as the store serves them. Assertions are written in snapd's wire format and
-signed with the tests' own RSA keys exactly as the store signs (OpenPGP v4 signature
-packets, RSA + SHA-512, 0x01 format byte), under a test root account-key that the
-tests pass with --trusted-root. Nothing here talks to the Snap Store.
+The builders live in lab/standin.py (the lab builds stand-in snaps the same way);
+this module keeps the tests' names and defaults: a "test-authority" whose keys the
+tests pass with --trusted-root, and a publisher and note that say "tests". Nothing
+here talks to the Snap Store.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import shutil
-import struct
-import subprocess
-import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from lab.standin import (
+    ROOT_SINCE,
+    TIMESTAMP,
+    Authority,
+    SigningKey,
+    account_key_assertion,
+    build_snap,
+    encode_assertion,
+    join_stream,
+    make_snap_set,
+    new_key,
+)
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+__all__ = [
+    "ROOT_SINCE",
+    "TIMESTAMP",
+    "TestAuthority",
+    "TestKey",
+    "account_key_assertion",
+    "build_snap",
+    "encode_assertion",
+    "join_stream",
+    "make_snap_set",
+    "new_key",
+    "shared_authority",
+]
 
-from airgap.assertions import HeaderValue, b64url_nopad, encode_headers
-
-ROOT_SINCE = "2020-01-01T00:00:00.0Z"
-TIMESTAMP = "2024-05-01T12:00:00.123456Z"
-
-
-def _mpi(value: int) -> bytes:
-    bits = value.bit_length()
-    return struct.pack(">H", bits) + value.to_bytes((bits + 7) // 8, "big")
-
-
-def _new_packet(tag: int, body: bytes) -> bytes:
-    n = len(body)
-    if n < 192:
-        length = bytes([n])
-    elif n < 8384:
-        n -= 192
-        length = bytes([(n >> 8) + 192, n & 0xFF])
-    else:
-        length = b"\xff" + struct.pack(">I", n)
-    return bytes([0xC0 | tag]) + length + body
+TestKey = SigningKey
 
 
-def _wrap(text: str, width: int = 76) -> str:
-    return "\n".join(text[i : i + width] for i in range(0, len(text), width))
-
-
-@dataclass
-class TestKey:
-    """An RSA key as snapd sees it: account-key body, its sha3-384 id, its OpenPGP id."""
-
-    __test__ = False  # not a pytest test class
-
-    name: str
-    account_id: str
-    private: rsa.RSAPrivateKey
-    created: int = 1577836800
-
-    @property
-    def packet(self) -> bytes:
-        nums = self.private.public_key().public_numbers()
-        body = b"\x04" + struct.pack(">I", self.created) + b"\x01" + _mpi(nums.n) + _mpi(nums.e)
-        return _new_packet(6, body)
-
-    @property
-    def blob(self) -> bytes:
-        return b"\x01" + self.packet
-
-    @property
-    def key_id(self) -> str:
-        return b64url_nopad(hashlib.sha3_384(self.blob).digest())
-
-    @property
-    def openpgp_id(self) -> bytes:
-        body = self.packet[3:] if self.packet[1] >= 192 else self.packet[2:]
-        return hashlib.sha1(b"\x99" + struct.pack(">H", len(body)) + body).digest()[-8:]
-
-    def sign(self, content: bytes, *, issuer: bool = True, created: int | None = None) -> bytes:
-        """0x01 + an OpenPGP v4 binary-document signature packet (RSA, SHA-512)."""
-        hashed_sub = bytes([5, 2]) + struct.pack(">I", created or int(time.time()))
-        trailer = bytes([4, 0x00, 1, 10]) + struct.pack(">H", len(hashed_sub)) + hashed_sub
-        digest = hashlib.sha512(
-            content + trailer + b"\x04\xff" + struct.pack(">I", len(trailer))
-        ).digest()
-        raw = self.private.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA512()))
-        unhashed = bytes([9, 16]) + self.openpgp_id if issuer else b""
-        body = (
-            trailer
-            + struct.pack(">H", len(unhashed))
-            + unhashed
-            + digest[:2]
-            + _mpi(int.from_bytes(raw, "big"))
-        )
-        return b"\x01" + _new_packet(2, body)
-
-
-def new_key(name: str, account_id: str, bits: int = 2048) -> TestKey:
-    return TestKey(name, account_id, rsa.generate_private_key(public_exponent=65537, key_size=bits))
-
-
-def encode_assertion(
-    headers: Mapping[str, HeaderValue],
-    signer: TestKey,
-    body: bytes = b"",
-    *,
-    signature: bytes | None = None,
-) -> bytes:
-    """One assertion in the wire format; body-length and sign-key-sha3-384 filled in."""
-    full: dict[str, HeaderValue] = dict(headers)
-    if body:
-        full["body-length"] = str(len(body))
-    full["sign-key-sha3-384"] = signer.key_id
-    content = encode_headers(full).encode()
-    if body:
-        content += b"\n\n" + body
-    sig = signature if signature is not None else signer.sign(content)
-    return content + b"\n\n" + _wrap(base64.b64encode(sig).decode()).encode() + b"\n"
-
-
-def account_key_assertion(
-    key: TestKey,
-    signer: TestKey,
-    *,
-    authority: str | None = None,
-    since: str = ROOT_SINCE,
-    until: str | None = None,
-    revision: str = "1",
-) -> bytes:
-    headers: dict[str, HeaderValue] = {
-        "type": "account-key",
-        "authority-id": authority or signer.account_id,
-        "revision": revision,
-        "public-key-sha3-384": key.key_id,
-        "account-id": key.account_id,
-        "name": key.name,
-        "since": since,
-    }
-    if until:
-        headers["until"] = until
-    body = _wrap(base64.b64encode(key.blob).decode()).encode()
-    return encode_assertion(headers, signer, body)
-
-
-def join_stream(assertions: Sequence[bytes]) -> bytes:
-    """Assertions as `snap download` writes them: each ends with a blank line."""
-    return b"".join(a.rstrip(b"\n") + b"\n\n" for a in assertions)
-
-
-@dataclass
-class TestAuthority:
+class TestAuthority(Authority):
     """A root key (trusted with --trusted-root) and a store key it signs."""
 
     __test__ = False  # not a pytest test class
-
-    root: TestKey
-    store: TestKey
-    store_until: str | None = None
-    _store_assert: bytes = field(default=b"", repr=False)
+    PUBLISHER = "test-publisher"
+    NOTE = "built by the k8s-airgap tests\nnot published anywhere"
 
     @classmethod
     def create(
@@ -168,170 +52,6 @@ class TestAuthority:
         return cls(
             new_key("root", account_id, bits), new_key("store", account_id, bits), store_until
         )
-
-    @property
-    def root_assertion(self) -> bytes:
-        return account_key_assertion(self.root, self.root)
-
-    @property
-    def store_assertion(self) -> bytes:
-        if not self._store_assert:
-            self._store_assert = account_key_assertion(
-                self.store, self.root, until=self.store_until
-            )
-        return self._store_assert
-
-    def write_root(self, path: Path) -> Path:
-        path.write_bytes(self.root_assertion)
-        return path
-
-    def declaration(
-        self,
-        name: str,
-        snap_id: str,
-        *,
-        extra: Mapping[str, HeaderValue] | None = None,
-        body: bytes = b"",
-    ) -> bytes:
-        headers: dict[str, HeaderValue] = {
-            "type": "snap-declaration",
-            "authority-id": self.store.account_id,
-            "revision": "3",
-            "series": "16",
-            "snap-id": snap_id,
-            "publisher-id": "test-publisher",
-            "snap-name": name,
-            "timestamp": TIMESTAMP,
-        }
-        headers.update(extra or {})
-        return encode_assertion(headers, self.store, body)
-
-    def revision(
-        self, snap_id: str, sha3: str, size: int, revision: str = "42", timestamp: str = TIMESTAMP
-    ) -> bytes:
-        headers: dict[str, HeaderValue] = {
-            "type": "snap-revision",
-            "authority-id": self.store.account_id,
-            "snap-sha3-384": sha3,
-            "developer-id": "test-publisher",
-            "snap-id": snap_id,
-            "snap-revision": revision,
-            "snap-size": str(size),
-            "timestamp": timestamp,
-        }
-        return encode_assertion(headers, self.store)
-
-    def assert_for(
-        self,
-        snap: Path,
-        name: str,
-        *,
-        snap_id: str | None = None,
-        revision: str = "42",
-        size: int | None = None,
-        revision_snap_id: str | None = None,
-        with_revision: bool = True,
-        timestamp: str = TIMESTAMP,
-    ) -> bytes:
-        """The .assert `snap download` would write for this file (tweakable for tests).
-
-        The declaration carries a multi-line header, a list, a map and a body, so the
-        parser meets every header form snapd writes.
-        """
-        data = snap.read_bytes()
-        sha3 = b64url_nopad(hashlib.sha3_384(data).digest())
-        sid = snap_id or (name + "-snap-id-" + "x" * 32)[:32]
-        extra: dict[str, HeaderValue] = {
-            "publisher-note": "built by the k8s-airgap tests\nnot published anywhere",
-            "aliases": [{"name": f"{name}-alias", "target": name}],
-            "plugs": {"network": {"allow-installation": "true"}},
-        }
-        parts = [
-            self.store_assertion,
-            self.declaration(name, sid, extra=extra, body=b"test declaration body\n"),
-        ]
-        if with_revision:
-            parts.append(
-                self.revision(
-                    revision_snap_id or sid,
-                    sha3,
-                    len(data) if size is None else size,
-                    revision,
-                    timestamp,
-                )
-            )
-        return join_stream(parts)
-
-
-def build_snap(
-    workdir: Path,
-    name: str,
-    *,
-    version: str = "1.0",
-    base: str | None = None,
-    snap_type: str | None = None,
-    images: Sequence[str] = (),
-    files: Mapping[str, bytes] | None = None,
-    pad: int = 0,
-) -> Path:
-    """A real squashfs snap at workdir/<name>.snap (meta/snap.yaml, images.txt)."""
-    if shutil.which("mksquashfs") is None:
-        raise RuntimeError("mksquashfs is not installed (apt-get install squashfs-tools)")
-    root = workdir / f"{name}-root"
-    if root.exists():
-        shutil.rmtree(root)
-    (root / "meta").mkdir(parents=True)
-    meta = [f"name: {name}", f"version: '{version}'", f"summary: test snap {name}"]
-    if base:
-        meta.append(f"base: {base}")
-    if snap_type:
-        meta.append(f"type: {snap_type}")
-    (root / "meta" / "snap.yaml").write_text("\n".join(meta) + "\n")
-    if images:
-        (root / "images.txt").write_text("\n".join(images) + "\n")
-    for rel, content in (files or {}).items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(content)
-    if pad:
-        (root / "padding.bin").write_bytes(hashlib.shake_256(name.encode()).digest(pad))
-    out = workdir / f"{name}.snap"
-    out.unlink(missing_ok=True)
-    subprocess.run(
-        [
-            "mksquashfs",
-            str(root),
-            str(out),
-            "-noappend",
-            "-comp",
-            "xz",
-            "-all-root",
-            "-no-progress",
-            "-quiet",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    shutil.rmtree(root)
-    return out
-
-
-def make_snap_set(
-    directory: Path, authority: TestAuthority, *, images: Sequence[str] = (), base: str = "core22"
-) -> dict[str, tuple[Path, Path]]:
-    """k8s (classic app on ``base``, with images.txt), the base and snapd, each with .assert."""
-    directory.mkdir(parents=True, exist_ok=True)
-    out: dict[str, tuple[Path, Path]] = {}
-    specs: list[tuple[str, str | None, str | None, Sequence[str]]] = [
-        ("k8s", base, None, images),
-        (base, None, "base", ()),
-        ("snapd", None, "snapd", ()),
-    ]
-    for n, (name, snap_base, kind, imgs) in enumerate(specs):
-        snap = build_snap(directory, name, base=snap_base, snap_type=kind, images=imgs)
-        assertion = directory / f"{name}.assert"
-        assertion.write_bytes(authority.assert_for(snap, name, revision=str(100 + n)))
-        out[name] = (snap, assertion)
-    return out
 
 
 _AUTHORITIES: dict[str, TestAuthority] = {}
