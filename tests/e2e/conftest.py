@@ -1,0 +1,15 @@
+"""Options for the end-to-end tests (`nox -s e2e -- --k8s-snap`)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--k8s-snap",
+        action="store_true",
+        default=False,
+        help="Full proof with the real k8s snap: needs snapd with Snap Store access and an "
+        "LXD that runs VMs. Where that is impossible, the proof stops with an error saying why.",
+    )
