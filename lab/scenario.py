@@ -348,6 +348,25 @@ def isolation_checks(node: LXDNode, spec: LabSpec, when: str) -> list[IsolationR
 # --- negative cases --------------------------------------------------------------------
 
 
+def proxy_log_evidence(proxy_node: LXDNode, node_addresses: Mapping[str, str]
+                       ) -> list[IsolationRecord]:
+    """squid's access log: the proxy-mode pulls really went through the proxy.
+
+    squid writes a CONNECT line when the tunnel closes; stopping squid (the negative
+    case) has closed them all by the time this runs.
+    """
+    log_text = proxy_node.run(["cat", "/var/log/squid/access.log"], check=False).stdout
+    rows = []
+    for name, addr in node_addresses.items():
+        lines = [ln for ln in log_text.splitlines()
+                 if f" {addr} " in f" {ln} " and "CONNECT" in ln]
+        hosts = sorted({ln.split("CONNECT", 1)[1].split()[0] for ln in lines})
+        rows.append(IsolationRecord(
+            name, "proxy mode: squid logged this node's CONNECTs", bool(lines),
+            f"{len(lines)} CONNECT line(s) from {addr} to {', '.join(hosts) or '-'}"))
+    return rows
+
+
 def negative_mirror_miss(sock: Path, missing: str) -> NegativeRecord:
     t = time.monotonic()
     try:
@@ -450,9 +469,10 @@ def prove(
     if k8s_snap:
         refuse_full_proof_here()
         raise AirgapError(  # pragma: no cover - needs snapd, the Store and VMs
-            "--k8s-snap: this machine could run the full proof, but k8s-airgap has only "
-            "ever run it as a stand-in; it is not implemented as a tested path",
-            resolution="Follow README's full-proof section by hand.")
+            "--k8s-snap: snapd and VMs are available, but the lab cannot build real-snap "
+            "nodes yet (lab.lifecycle configures every node as the runtime stand-in)",
+            resolution="Follow the README's full-proof steps by hand: invoke prepare, "
+            "lab.up --instance-type vm, deploy, then k8s kubectl get node.")
     if not host.lxd_answers():
         host.setup_host()
     host.initialise(host.client())
@@ -619,9 +639,11 @@ def _run(spec: LabSpec, report: Report, steps: _Steps, work: Path, root: Path | 
         if mode is Mode.proxy:
             prx = spec.member("proxy")
             with steps.step("proxy: negative case, squid stopped"):
+                proxy_node = LXDNode("proxy", project=spec.project)
                 report.negatives.append(negative_proxy_down(
-                    LXDNode("proxy", project=spec.project), socks[first],
-                    report.images[0], f"{prx.airgap}:{PROXY_PORT}"))
+                    proxy_node, socks[first], report.images[0], f"{prx.airgap}:{PROXY_PORT}"))
+                report.isolation += proxy_log_evidence(
+                    proxy_node, {n: spec.member(n).airgap or "" for n in names})
         elif mode is Mode.mirror:
             with steps.step("mirror: negative case, an image the mirror lacks"):
                 report.negatives.append(negative_mirror_miss(socks[first], MISSING_IMAGE))
