@@ -4,6 +4,13 @@ Order matters for network safety: the lab's /23 is blackholed and the lab's fire
 rules are in place before any bridge exists, and they go last on down. Up is
 idempotent (it creates only what is missing and re-applies role configuration); down
 derives every name from the lab's spec, so it also cleans a half-built lab.
+
+With ``runtime: k8s-snap`` the nodes are VMs (the k8s snap runs containers, which an
+LXD container here cannot) launched from an Ubuntu image pulled from ``--image-server``
+(a simplestreams server; Ubuntu images ship snapd), with no stand-in; the other roles
+stay containers from the local base image. Everything that differs between containers
+and VMs (agent wait, NIC naming, Secure Boot, sizing) is decided here, with the
+constants below. Their NICs sit on the same bridges, so the lab's rules apply unchanged.
 """
 
 from __future__ import annotations
@@ -36,11 +43,11 @@ from lab.topology import (
     PROXY_PORT,
     REGISTRY_HTTP_PORT,
     REGISTRY_HTTPS_PORT,
-    STAND_IN_LABEL,
     UPSTREAM_PORT,
     InstanceType,
     LabSpec,
     Member,
+    Runtime,
     Upstream,
 )
 
@@ -48,6 +55,22 @@ log = logging.getLogger(__name__)
 
 BOOT_TIMEOUT = 120.0
 ADDRESS_TIMEOUT = 60.0
+AGENT_TIMEOUT = 60.0
+
+# Real-snap nodes (VMs). k8s wants 2 CPUs and a few GiB per node.
+VM_NODE_CPUS = "2"
+VM_NODE_MEMORY = "4GiB"
+# Ubuntu cloud images booted by LXD's firmware: Secure Boot off (LXD's own advice for
+# images whose shim/kernel is not enrolled in its OVMF vars; harmless for the rest).
+VM_SECUREBOOT = "false"
+VM_NODE_IMAGE = "24.04"  # the alias on the image server
+VM_IMAGE_PROTOCOL = "simplestreams"
+# The lxd-agent starts late in a VM (firmware, kernel, cloud-init): exec fails until then.
+VM_AGENT_TIMEOUT = 300.0
+VM_BOOT_TIMEOUT = 600.0
+VM_SEED_TIMEOUT = 600.0
+# A VM's first NIC: LXD's virtio-net on PCI slot 5 (the NIC `name` key is container-only).
+VM_NODE_INTERFACE = "enp5s0"
 Progress = Callable[[str], None]
 
 
@@ -83,6 +106,8 @@ class LabState:
     proxy: str = ""
     public_ca_file: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    runtime_kind: str = Runtime.stand_in.value
+    node_instance_type: str = ""
 
     def write(self, directory: Path) -> Path:
         return write_atomic(directory / "lab.json", json.dumps(asdict(self), indent=2) + "\n")
@@ -103,7 +128,9 @@ def spec_from_state(name: str, root: Path | None = None, slot: int | None = None
     upstream = Upstream(st.upstream) if st else Upstream.simulated
     images = tuple(st.images) if st else LabSpec().images
     nodes = max(1, len([m for m in st.members if m["role"] == "node"])) if st else 1
-    return LabSpec(name=name, slot=slot, upstream=upstream, images=images, nodes=nodes)
+    runtime = Runtime(st.runtime_kind) if st else Runtime.stand_in
+    return LabSpec(name=name, slot=slot, upstream=upstream, images=images, nodes=nodes,
+                   runtime=runtime)
 
 
 def _slot_from_bridge(name: str) -> int:
@@ -140,6 +167,39 @@ def choose_instance_type(c: Any, wanted: InstanceType, image_server: str | None
     if ok:
         return InstanceType.container, "auto: VMs supported but no image server for a VM image"
     return InstanceType.container, f"auto: containers, because {why}"
+
+
+@dataclass(frozen=True)
+class InstanceTypes:
+    """Instance types per role: nodes may differ (VMs for the real snap)."""
+
+    services: InstanceType
+    nodes: InstanceType
+    reason: str
+
+    def of(self, m: Member) -> InstanceType:
+        return self.nodes if m.role == "node" else self.services
+
+
+def choose_instance_types(c: Any, spec: LabSpec, image_server: str | None) -> InstanceTypes:
+    if not spec.real_snap:
+        itype, why = choose_instance_type(c, spec.instance_type, image_server)
+        return InstanceTypes(itype, itype, why)
+    ok, why = host.vm_support(c)
+    if not ok:
+        raise AirgapError(
+            f"--k8s-snap: the real k8s snap needs VM nodes, but {why}",
+            resolution="Run on a host whose LXD supports VMs (qemu, /dev/vhost-vsock), or "
+            "without --k8s-snap (runtime stand-in).")
+    if image_server is None:
+        raise AirgapError(
+            "--k8s-snap: VM nodes need an Ubuntu VM image from an image server; the locally "
+            "built image is a container rootfs",
+            resolution="Pass --image-server URL (an LXD simplestreams server, e.g. "
+            "https://cloud-images.ubuntu.com/releases) or set K8S_AIRGAP_IMAGE_SERVER.")
+    # The service roles need nothing a container lacks, and use the local base image.
+    return InstanceTypes(InstanceType.container, InstanceType.vm,
+                         f"nodes: VMs for the real k8s snap ({why}); other roles: containers")
 
 
 def ensure_project(spec: LabSpec) -> bool:
@@ -250,8 +310,9 @@ def instance_config(spec: LabSpec, m: Member, itype: InstanceType) -> dict[str, 
     if m.airgap:
         nics.append((spec.airgap_bridge, m.airgap))
     for i, (bridge, addr) in enumerate(nics):
-        devices[f"eth{i}"] = {"type": "nic", "network": bridge, "name": f"eth{i}",
-                              "ipv4.address": addr}
+        devices[f"eth{i}"] = {"type": "nic", "network": bridge, "ipv4.address": addr}
+        if itype is InstanceType.container:
+            devices[f"eth{i}"]["name"] = f"eth{i}"
     config: dict[str, str] = {"user.k8s-airgap.role": m.role,
                               "user.k8s-airgap.lab": spec.name}
     if itype is InstanceType.container:
@@ -259,11 +320,29 @@ def instance_config(spec: LabSpec, m: Member, itype: InstanceType) -> dict[str, 
             config["linux.sysctl.net.ipv4.ip_forward"] = "0"
         if m.role == "node":
             config["security.nesting"] = "true"
+    else:
+        config["security.secureboot"] = VM_SECUREBOOT
+        if m.role == "node":
+            config["limits.cpu"] = VM_NODE_CPUS
+            config["limits.memory"] = VM_NODE_MEMORY
     return {"name": m.name, "type": "container" if itype is InstanceType.container
             else "virtual-machine", "config": config, "devices": devices}
 
 
-def _launch(spec: LabSpec, m: Member, itype: InstanceType, alias: str) -> str:
+def instance_source(m: Member, itype: InstanceType, alias: str, image_server: str | None
+                    ) -> dict[str, str]:
+    """VMs pull the Ubuntu image from the image server (LXD caches it in the project,
+    so down removes it); containers use the lab's local base image."""
+    if itype is InstanceType.vm:
+        if image_server is None:
+            raise AirgapError(f"{m.name}: a VM needs --image-server")
+        return {"type": "image", "mode": "pull", "server": image_server,
+                "protocol": VM_IMAGE_PROTOCOL, "alias": VM_NODE_IMAGE}
+    return {"type": "image", "alias": alias}
+
+
+def _launch(spec: LabSpec, m: Member, itype: InstanceType, alias: str,
+            image_server: str | None = None) -> str:
     c = host.client(spec.project)
     if c.instances.exists(m.name):
         inst = c.instances.get(m.name)
@@ -272,22 +351,49 @@ def _launch(spec: LabSpec, m: Member, itype: InstanceType, alias: str) -> str:
             return "started"
         return "running"
     cfg = instance_config(spec, m, itype)
-    cfg["source"] = {"type": "image", "alias": alias}
+    cfg["source"] = instance_source(m, itype, alias, image_server)
     inst = c.instances.create(cfg, wait=True)
     inst.start(wait=True)
     return "created"
 
 
-def _ready(spec: LabSpec, m: Member) -> None:
+def _ready(spec: LabSpec, m: Member, itype: InstanceType = InstanceType.container) -> None:
     node = LXDNode(m.name, project=spec.project)
+    if itype is InstanceType.vm:
+        _ready_vm(node, m)
+        return
     wait_until(f"the LXD agent/exec on {m.name}",
-               lambda: node.run(["true"], check=False, timeout=10).ok, timeout=60)
+               lambda: node.run(["true"], check=False, timeout=10).ok, timeout=AGENT_TIMEOUT)
     wait_system_running(node, BOOT_TIMEOUT)
     i = 0
     for addr in (m.services, m.airgap):
         if addr:
             wait_address(node, f"eth{i}", addr, ADDRESS_TIMEOUT)
             i += 1
+
+
+def _booted(node: LXDNode) -> str | None:
+    """systemd's state once booting is over; a VM's "degraded" is reported, not fatal
+    (Ubuntu cloud images carry units that fail without their hardware)."""
+    r = node.run(["systemctl", "is-system-running"], check=False, timeout=15)
+    s = r.stdout.strip()
+    return s if s in ("running", "degraded") else None
+
+
+def _ready_vm(node: LXDNode, m: Member) -> None:
+    wait_until(f"the LXD VM agent on {m.name} (lxd-agent starts after firmware and kernel)",
+               lambda: node.run(["true"], check=False, timeout=10).ok, timeout=VM_AGENT_TIMEOUT)
+    node.run(["cloud-init", "status", "--wait"], check=False, timeout=VM_BOOT_TIMEOUT)
+    state = wait_until(f"`systemctl is-system-running` on {m.name}", lambda: _booted(node),
+                       timeout=VM_BOOT_TIMEOUT)
+    if state == "degraded":
+        failed = node.run(["systemctl", "--failed", "--no-legend", "--plain"], check=False)
+        log.warning("%s: systemd is degraded after boot: %s", m.name, failed.stdout.strip())
+    if m.airgap:
+        wait_until(f"{m.name} to get {m.airgap} (DHCP)",
+                   lambda: f" {m.airgap}/" in node.run(["ip", "-4", "-o", "addr", "show"],
+                                                       check=False, timeout=10).stdout,
+                   timeout=ADDRESS_TIMEOUT)
 
 
 # Roles ------------------------------------------------------------------------
@@ -320,7 +426,7 @@ def _configure(spec: LabSpec, m: Member, ca: LabCA, public_ca: LabCA,
     elif m.role == "bastion":
         return bastion.configure(n, ctx)
     elif m.role == "node":
-        node.configure(n, ctx, stand_in=True)
+        node.configure(n, ctx, stand_in=not spec.real_snap)
     return []
 
 
@@ -375,15 +481,24 @@ def plan_document(spec: LabSpec, directory: Path, *, https: bool = True) -> dict
         "proxy": {"http": f"http://{prx.airgap}:{PROXY_PORT}",
                   "https": f"http://{prx.airgap}:{PROXY_PORT}", "no_proxy": no_proxy},
         "images": {"files": ["images.txt"]},
-        # The lab's containers use systemd-networkd (no netplan): the placeholder route
-        # is made persistent with a drop-in for eth0's .network file.
-        "network": {"route_persistence": "networkd", "networkd_file": "10-eth0.network"},
+        "network": node_network(spec),
     }
 
 
+def node_network(spec: LabSpec) -> dict[str, str]:
+    if spec.real_snap:
+        # Ubuntu VMs: netplan, and the first NIC is named by its PCI slot.
+        return {"default_route_interface": VM_NODE_INTERFACE, "route_persistence": "netplan"}
+    # The lab's containers use systemd-networkd (no netplan): the placeholder route
+    # is made persistent with a drop-in for eth0's .network file.
+    return {"route_persistence": "networkd", "networkd_file": "10-eth0.network"}
+
+
 def write_plans(spec: LabSpec, directory: Path) -> Path:
+    nodes_run = ("the real k8s snap (VMs; deploy installs it from the bundle)"
+                 if spec.real_snap else f"the {spec.runtime_label}")
     header = (f"# Written by `invoke lab.up` for lab {spec.name}. Nodes are LXD instances "
-              f"running the {STAND_IN_LABEL}.\n")
+              f"running {nodes_run}.\n")
     write_atomic(directory / "images.txt", "\n".join(spec.images) + "\n")
     plan = directory / "airgap.yaml"
     write_atomic(plan, header + yaml.safe_dump(plan_document(spec, directory), sort_keys=False))
@@ -431,7 +546,8 @@ def up(spec: LabSpec, *, root: Path | None = None, image_server: str | None = No
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     c = host.client()
-    itype, why = choose_instance_type(c, spec.instance_type, image_server)
+    types = choose_instance_types(c, spec, image_server)
+    itype, why = types.services, types.reason
     say(f"instances: {itype.value}s ({why})")
     directory = state_dir(spec.name, root)
     directory.mkdir(parents=True, exist_ok=True)
@@ -457,8 +573,9 @@ def up(spec: LabSpec, *, root: Path | None = None, image_server: str | None = No
 
     members = spec.members
     t = time.monotonic()
-    created = _parallel(lambda m: _launch(spec, m, itype, built.alias), members)
-    _parallel(lambda m: _ready(spec, m), members)
+    created = _parallel(lambda m: _launch(spec, m, types.of(m), built.alias, image_server),
+                        members)
+    _parallel(lambda m: _ready(spec, m, types.of(m)), members)
     timings["launch"] = time.monotonic() - t
     say(f"{len(members)} instances ready")
 
@@ -489,7 +606,8 @@ def up(spec: LabSpec, *, root: Path | None = None, image_server: str | None = No
         subnets={"airgap": str(spec.airgap_subnet), "services": str(spec.services_subnet),
                  "blackhole": str(spec.block)},
         instance_type=itype.value, instance_type_reason=why, upstream=spec.upstream.value,
-        image_alias=built.alias, stand_in=True, runtime=STAND_IN_LABEL,
+        image_alias=built.alias, stand_in=not spec.real_snap, runtime=spec.runtime_label,
+        runtime_kind=spec.runtime.value, node_instance_type=types.nodes.value,
         ca_file=str(ca.cert_file), public_ca_file=str(public_ca.cert_file),
         plan_file=str(plan),
         members=[asdict(m) for m in members], images=list(spec.images),

@@ -38,12 +38,20 @@ REGISTRY_HTTPS_PORT = 5443
 PROXY_PORT = 3128
 UPSTREAM_PORT = 443
 STAND_IN_LABEL = "runtime stand-in (Debian containerd), not the k8s snap"
+K8S_SNAP_LABEL = "k8s snap (the real snap from the bundle, on VM nodes)"
 
 
 class InstanceType(str, Enum):
     auto = "auto"
     vm = "vm"
     container = "container"
+
+
+class Runtime(str, Enum):
+    """What the nodes run: the lab's runtime stand-in, or the real k8s snap (VM nodes)."""
+
+    stand_in = "stand-in"
+    k8s_snap = "k8s-snap"
 
 
 class Upstream(str, Enum):
@@ -84,6 +92,7 @@ class LabSpec:
     instance_type: InstanceType = InstanceType.auto
     upstream: Upstream = Upstream.simulated
     images: tuple[str, ...] = DEFAULT_LAB_IMAGES
+    runtime: Runtime = Runtime.stand_in
     lab_range: ipaddress.IPv4Network = field(default=LAB_RANGE)
 
     def __post_init__(self) -> None:
@@ -103,6 +112,22 @@ class LabSpec:
             raise AirgapError(f"--slot {self.slot}: choose 0 to {max_slot}")
         for ref in self.images:
             parse_image_ref(ref)
+        if self.real_snap and self.upstream is Upstream.simulated:
+            # The simulated upstream serves fabricated images under the real names; the
+            # real snap's images.txt names real images that only the real registries hold.
+            raise AirgapError(
+                "The real k8s snap needs the real upstream registries: its images.txt names "
+                "images the simulated upstream does not hold",
+                resolution="Use --upstream internet with --k8s-snap.",
+            )
+
+    @property
+    def real_snap(self) -> bool:
+        return self.runtime is Runtime.k8s_snap
+
+    @property
+    def runtime_label(self) -> str:
+        return K8S_SNAP_LABEL if self.real_snap else STAND_IN_LABEL
 
     # Names ---------------------------------------------------------------
     @property

@@ -1,4 +1,8 @@
-"""Lab nodes: the real k8s snap when the bundle has it, else the runtime stand-in.
+"""Lab nodes: ready for the real k8s snap (VM nodes), else the runtime stand-in.
+
+A real-snap node gets only what every lab instance gets (hosts, resolver, the simulated
+web PKI) and a seeded snapd; deploy installs snapd, the base and k8s from the bundle.
+It carries no stand-in marker or unit, so deploy's snap steps are not skipped.
 
 The stand-in is Debian's containerd run as `snap.k8s.containerd.service` with the
 snap's classic paths (FACTS): registry config in /etc/containerd/hosts.d, side-loaded
@@ -12,13 +16,20 @@ image access through the CRI, not the snap, and is labelled so in every report.
 from __future__ import annotations
 
 from airgap.config import CLASSIC_HOSTS_DIR, CONTAINERD_UNIT, SIDELOAD_DIR
-from airgap.nodes import STAND_IN_MARKER
+from airgap.nodes import STAND_IN_MARKER, STAND_IN_UNIT
 from lab.lxd import LXDNode, wait_command
 from lab.roles import RoleContext, configure_common
 from lab.topology import STAND_IN_LABEL
 
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 IMPORT_SCRIPT = "/usr/local/lib/k8s-airgap/import-images"
+# snapd seeds the image's snaps on first boot; `snap ack`/`snap install` wait or fail
+# until that is over.
+SNAPD_SEED_TIMEOUT = 600.0
+# The unit's path is also the real snap's: remove it only when it is the stand-in's.
+NO_STAND_IN = (f"rm -f {STAND_IN_MARKER} {IMPORT_SCRIPT}; "
+               f'if grep -qs "^Description=.*runtime stand-in" {STAND_IN_UNIT}; then '
+               f"rm -f {STAND_IN_UNIT}; systemctl daemon-reload; fi")
 
 CONTAINERD_CONFIG = f"""# k8s-airgap lab: runtime stand-in for the k8s snap's containerd
 version = 2
@@ -73,6 +84,7 @@ WantedBy=multi-user.target
 def configure(node: LXDNode, ctx: RoleContext, *, stand_in: bool = True) -> None:
     configure_common(node, ctx)
     if not stand_in:
+        configure_real_snap(node)
         return
     # airgap.nodes.is_stand_in looks for this marker (deploy and preflight skip snap steps).
     node.write(STAND_IN_MARKER, f"{STAND_IN_LABEL}\n".encode())
@@ -85,3 +97,10 @@ def configure(node: LXDNode, ctx: RoleContext, *, stand_in: bool = True) -> None
     node.run(["systemctl", "enable", "--now", f"{CONTAINERD_UNIT}.service"], timeout=90)
     wait_command(node, ["ctr", "--address", CONTAINERD_SOCKET, "version"],
                  f"containerd ({CONTAINERD_UNIT}) to answer on {CONTAINERD_SOCKET}", timeout=60)
+
+
+def configure_real_snap(node: LXDNode) -> None:
+    """No stand-in anywhere, and snapd seeded: the node is ready for deploy's snap steps."""
+    node.run(["sh", "-c", NO_STAND_IN])
+    node.run(["snap", "wait", "system", "seed.loaded"], timeout=SNAPD_SEED_TIMEOUT)
+    node.run(["snap", "version"], timeout=60)
