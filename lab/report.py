@@ -2,7 +2,9 @@
 
 One record per (mode, node, image) pull, the isolation evidence per node, the negative
 cases, whether the runtime was the real k8s snap or the stand-in, and the tool
-versions. Written as JSON (for machines) and Markdown that reads on its own.
+versions. With the real snap also the cluster (every node Ready, its kubelet version)
+and the workload pod per node (phase, image, the image ID kubelet recorded).
+Written as JSON (for machines) and Markdown that reads on its own.
 Pure: building and formatting only; the scenario does the I/O.
 """
 
@@ -44,6 +46,32 @@ class NegativeRecord:
 
 
 @dataclass
+class ClusterNodeRecord:
+    """One node of `k8s kubectl get node -o json` after a mode's deploy."""
+
+    mode: str
+    node: str
+    ready: bool
+    version: str = ""
+    detail: str = ""
+
+
+@dataclass
+class PodRecord:
+    """The workload pod on one node: its image pulled offline (IfNotPresent) by kubelet."""
+
+    mode: str
+    node: str
+    pod: str
+    image: str
+    phase: str
+    ok: bool
+    image_id: str = ""
+    seconds: float = 0.0
+    detail: str = ""
+
+
+@dataclass
 class Report:
     lab: str
     runtime: str
@@ -61,6 +89,12 @@ class Report:
     snaps: str = ""
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    cluster: list[ClusterNodeRecord] = field(default_factory=list)
+    pods: list[PodRecord] = field(default_factory=list)
+
+    @property
+    def real_snap(self) -> bool:
+        return not self.stand_in
 
     @property
     def ok(self) -> bool:
@@ -70,11 +104,21 @@ class Report:
             and all(p.ok for p in self.pulls)
             and all(i.ok for i in self.isolation)
             and all(n.failed_as_expected for n in self.negatives)
+            and all(c.ready for c in self.cluster)
+            and all(p.ok for p in self.pods)
+            and (not self.real_snap or all(self._cluster_proven(m) for m in self.modes))
         )
+
+    def _cluster_proven(self, mode: str) -> bool:
+        nodes = [c for c in self.cluster if c.mode == mode]
+        pods = [p for p in self.pods if p.mode == mode]
+        return bool(nodes) and bool(pods) and all(c.ready for c in nodes) and all(
+            p.ok for p in pods)
 
     def mode_ok(self, mode: str) -> bool:
         rows = [p for p in self.pulls if p.mode == mode]
-        return bool(rows) and all(p.ok for p in rows)
+        good = bool(rows) and all(p.ok for p in rows)
+        return good and (not self.real_snap or self._cluster_proven(mode))
 
 
 def to_json(report: Report) -> str:
@@ -116,6 +160,12 @@ def to_markdown(report: Report) -> str:
             "cannot be downloaded here. This proves image access through each mode, not "
             "the snap itself."
         )
+    else:
+        out.append(
+            "- The nodes ran the **real k8s snap**, installed offline from the bundle on LXD "
+            "VMs: bootstrap, join, every node Ready, and a workload pod per node whose image "
+            "came through the mode, with no route to the internet."
+        )
     if report.snaps:
         out.append(f"- Snaps in the bundle: **{report.snaps}**")
     out += [f"- {note}" for note in report.notes]
@@ -142,6 +192,20 @@ def to_markdown(report: Report) -> str:
             f"| {p.mode} | {p.node} | `{p.image}` | {'ok' if p.ok else 'FAILED'} | "
             f"`{p.digest[:19]}` | {p.seconds:.2f} | {_size(p.bytes)} | {_cell(p.detail)} |"
         )
+    if report.cluster:
+        out += ["", "## Cluster (`k8s kubectl get node -o json` after each mode's deploy)", "",
+                "| mode | node | Ready | kubelet | detail |", "|---|---|---|---|---|"]
+        for c in report.cluster:
+            out.append(_row(c.mode, c.node, "yes" if c.ready else "NO", c.version or "-",
+                            c.detail))
+    if report.pods:
+        out += ["", "## Workload pod per node (image pulled offline, IfNotPresent)", "",
+                "| mode | node | pod | image | phase | result | image ID | time (s) | detail |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for p in report.pods:
+            out.append(_row(p.mode, p.node, p.pod, f"`{p.image}`", p.phase,
+                            "ok" if p.ok else "FAILED", f"`{p.image_id}`",
+                            f"{p.seconds:.1f}", p.detail))
     out += ["", "## Isolation", "", "| node | check | result | evidence |", "|---|---|---|---|"]
     for i in report.isolation:
         out.append(_row(i.node, i.check, "ok" if i.ok else "FAILED", i.evidence))

@@ -71,31 +71,39 @@ def image(c: Context, rebuild: bool = False, debug: bool = False) -> None:
     "nodes": "Number of nodes (node-1..N).",
     "slot": "Address slot: the lab uses 10.213.(2*SLOT).0/23.",
     "instance_type": "auto (VMs where the server supports them), vm or container.",
-    "upstream": "simulated (a registry posing as ghcr.io etc.) or internet (not verified here).",
+    "upstream": "simulated (a registry posing as ghcr.io etc.) or internet (not verified here); "
+                "default: simulated, internet with --k8s-snap.",
     "images": "File with the image list for the simulated upstream (default: a small list).",
-    "image_server": "LXD image server URL for VM images (none by default: build locally).",
+    "image_server": "LXD simplestreams image server URL for VM images (default: "
+                    "$K8S_AIRGAP_IMAGE_SERVER; none: build locally).",
+    "k8s_snap": "Nodes for the real k8s snap: Ubuntu VMs from --image-server, no stand-in.",
     "debug": "Log every command run.",
 })
 def up(c: Context, name: str = "lab", nodes: int = 2, slot: int = 0,
-       instance_type: str = "auto", upstream: str = "simulated", images: str = "",
-       image_server: str = "", debug: bool = False) -> None:
+       instance_type: str = "auto", upstream: str = "", images: str = "",
+       image_server: str = "", k8s_snap: bool = False, debug: bool = False) -> None:
     """Bring up (or complete) an air-gapped lab; writes .lab/NAME/airgap.yaml."""
     _debug(debug)
+    import os
+
     from airgap.images import read_image_list
     from lab import lifecycle
-    from lab.topology import InstanceType, LabSpec, Upstream
+    from lab.topology import InstanceType, LabSpec, Runtime, Upstream
 
     with _errors():
         extra: dict[str, object] = {}
         if images:
             extra["images"] = tuple(r.name for r in read_image_list(images))
+        upstream = upstream or ("internet" if k8s_snap else "simulated")
         try:
             itype, up_mode = InstanceType(instance_type), Upstream(upstream)
         except ValueError as exc:
             raise AirgapError(str(exc), resolution="See `invoke --help lab.up`.") from None
+        runtime = Runtime.k8s_snap if k8s_snap else Runtime.stand_in
         spec = LabSpec(name=name, nodes=int(nodes), slot=int(slot), instance_type=itype,
-                       upstream=up_mode, **extra)  # type: ignore[arg-type]
-        res = lifecycle.up(spec, image_server=image_server or None, progress=_say)
+                       upstream=up_mode, runtime=runtime, **extra)  # type: ignore[arg-type]
+        server = image_server or os.environ.get("K8S_AIRGAP_IMAGE_SERVER") or None
+        res = lifecycle.up(spec, image_server=server, progress=_say)
     st = res.state
     t = Table(title=f"lab {st.name} ({st.instance_type}s: {st.instance_type_reason})")
     for col in ("instance", "role", "addresses", "notes"):
