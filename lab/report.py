@@ -202,10 +202,10 @@ def to_markdown(report: Report) -> str:
         out += ["", "## Workload pod per node (image pulled offline, IfNotPresent)", "",
                 "| mode | node | pod | image | phase | result | image ID | time (s) | detail |",
                 "|---|---|---|---|---|---|---|---|---|"]
-        for p in report.pods:
-            out.append(_row(p.mode, p.node, p.pod, f"`{p.image}`", p.phase,
-                            "ok" if p.ok else "FAILED", f"`{p.image_id}`",
-                            f"{p.seconds:.1f}", p.detail))
+        for pod in report.pods:
+            out.append(_row(pod.mode, pod.node, pod.pod, f"`{pod.image}`", pod.phase,
+                            "ok" if pod.ok else "FAILED", f"`{pod.image_id}`",
+                            f"{pod.seconds:.1f}", pod.detail))
     out += ["", "## Isolation", "", "| node | check | result | evidence |", "|---|---|---|---|"]
     for i in report.isolation:
         out.append(_row(i.node, i.check, "ok" if i.ok else "FAILED", i.evidence))
