@@ -18,14 +18,36 @@ itself, so that nothing can reach the real registries by mistake.
 The k8s snap cannot be downloaded here: the bundle holds stand-in snaps built by
 lab/standin.py and signed by a lab authority, which prepare and verify check
 exactly as they check Canonical's; the nodes run the lab's runtime stand-in. The
-report says so. `k8s_snap=True` asks for the full proof with the real snap and
-refuses to run where that is impossible.
+report says so.
+
+`k8s_snap=True` is the full proof with the real snap. It refuses to start where that
+is impossible (no snapd to download from the Snap Store, no VM support, no image
+server: :func:`full_proof_blockers`, decided from local facts only) and never falls
+back to the stand-in. Where it can run, the lab's nodes are Ubuntu VMs with no
+stand-in, the upstream is the real internet behind the lab's NAT'd proxy, and
+`prepare` runs the real `snap download` (no --from) checked against Canonical's root.
+Then, for each mode in turn (proxy, mirror, sideload), on a cluster that did not exist
+before: `deploy` installs snapd, the base and k8s from the bundle, configures the
+runtime for that mode alone, bootstraps node-1, joins the others and waits for Ready;
+`k8s kubectl get node -o json` must list every node Ready (recorded with its kubelet
+version); one workload pod per node (``kubectl run --image-pull-policy=IfNotPresent
+--restart=Never``, pinned to the node) must reach Succeeded or Running, its image
+pulled by kubelet through the mode, with its image ID recorded and checked against
+images.lock; the images kubelet reports in each node's status are checked too. The
+pods are deleted, and before the next mode the cluster is removed (`snap remove
+--purge k8s` on every node, plus the runtime's image store and the mode's files), so
+each mode proves itself from scratch rather than from images an earlier mode brought.
+Re-deploying per mode costs a few minutes each; configuring all three modes on one
+cluster would be faster but could not say which mode served a pull. The negative cases
+(proxy down, mirror miss, unnamed archive) exercise containerd's behaviour and run in
+the stand-in proof; the real-snap report says so.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 import shutil
@@ -41,8 +63,10 @@ from typing import Any
 
 import yaml
 
-from airgap import __version__, sideload, tools
-from airgap.bundle import load_trust, prepare_bundle, verify_bundle
+from airgap import __version__, nodeset, sideload, tools
+from airgap import deploy as deploy_mod
+from airgap import mirror as mirror_mod
+from airgap.bundle import PrepareReport, load_trust, prepare_bundle, verify_bundle
 from airgap.config import (
     CLASSIC_HOSTS_DIR,
     CONTAINERD_UNIT,
@@ -60,8 +84,17 @@ from airgap.lock import ImageLock, read_lock
 from airgap.nodes import Node
 from lab import host, lifecycle
 from lab.lxd import LXDNode, expose_unix_socket, wait_command, wait_until
-from lab.report import IsolationRecord, NegativeRecord, PullRecord, Report, to_json, to_markdown
-from lab.topology import PROXY_PORT, UPSTREAM_PORT, InstanceType, LabSpec, Upstream
+from lab.report import (
+    ClusterNodeRecord,
+    IsolationRecord,
+    NegativeRecord,
+    PodRecord,
+    PullRecord,
+    Report,
+    to_json,
+    to_markdown,
+)
+from lab.topology import PROXY_PORT, UPSTREAM_PORT, InstanceType, LabSpec, Runtime, Upstream
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +108,23 @@ SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 CRI_READY_TIMEOUT = 60.0
 FAIL_FAST_SECONDS = 15.0
 SNAPD_SOCKET = Path("/run/snapd.socket")
+IMAGE_SERVER_ENV = "K8S_AIRGAP_IMAGE_SERVER"
+REAL_SNAPS = ("the real k8s snap, its base and snapd, downloaded from the Snap Store "
+              "(snap download) and verified against Canonical's root")
+REAL_NEGATIVES_NOTE = ("Negative cases (proxy down, mirror miss, archive without --name) are "
+                       "not repeated on the real snap: they exercise containerd's behaviour "
+                       "and run in the stand-in proof (invoke lab.prove without --k8s-snap).")
+POD_PREFIX = "airgap-proof"
+POD_TIMEOUT = 300.0
+POD_POLL = 3.0
+POD_DELETE_TIMEOUT = 120.0
+SNAP_REMOVE_TIMEOUT = 900.0
+KUBECTL_TIMEOUT = 60.0
+# Waiting reasons that mean the image will not come: stop waiting at once.
+PULL_FAILURES = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName",
+                 "CreateContainerError", "CreateContainerConfigError")
+# Steps deploy must have run for real on a real-snap node (never skipped).
+REAL_STEPS = ("transfer", "snaps", "ready")
 
 
 def _quiet(_: str) -> None:
@@ -103,9 +153,9 @@ def full_proof_blockers() -> list[str]:
         if not ok:
             out.append(f"LXD cannot run VMs here ({why}); the k8s snap needs VM nodes, LXD "
                        "containers here cannot run containers")
-    if not os.environ.get("K8S_AIRGAP_IMAGE_SERVER"):
-        out.append("K8S_AIRGAP_IMAGE_SERVER is not set (an LXD image server for the VM "
-                   "base image)")
+    if not os.environ.get(IMAGE_SERVER_ENV):
+        out.append(f"{IMAGE_SERVER_ENV} is not set (an LXD simplestreams image server for "
+                   "the Ubuntu VM image of the nodes)")
     return out
 
 
@@ -304,7 +354,7 @@ def _pull_node(mode: Mode, socks: Mapping[str, Path], expected: Mapping[str, str
 # --- isolation -------------------------------------------------------------------------
 
 
-def isolation_checks(node: LXDNode, spec: LabSpec, when: str) -> list[IsolationRecord]:
+def isolation_checks(node: Node, spec: LabSpec, when: str) -> list[IsolationRecord]:
     """Evidence that the node reaches the upstream only through the proxy.
 
     Every address used belongs to the lab: the simulated upstream and the proxy.
@@ -467,12 +517,7 @@ def prove(
     """Run the whole proof; the report is written to out/ and returned (check .ok)."""
     say = progress or _quiet
     if k8s_snap:
-        refuse_full_proof_here()
-        raise AirgapError(  # pragma: no cover - needs snapd, the Store and VMs
-            "--k8s-snap: snapd and VMs are available, but the lab cannot build real-snap "
-            "nodes yet (lab.lifecycle configures every node as the runtime stand-in)",
-            resolution="Follow the README's full-proof steps by hand: invoke prepare, "
-            "lab.up --instance-type vm, deploy, then k8s kubectl get node.")
+        refuse_full_proof_here()  # never falls back to the stand-in
     if not host.lxd_answers():
         host.setup_host()
     host.initialise(host.client())
@@ -484,13 +529,18 @@ def prove(
         # never up would take the blackhole of whatever lab owns its default slot).
         lifecycle.down(lifecycle.spec_from_state(name, root), root=root)
     spec = LabSpec(name=name, nodes=nodes, slot=lifecycle.free_slot(slot),
-                   instance_type=InstanceType.auto, upstream=Upstream.simulated)
+                   instance_type=InstanceType.auto,
+                   upstream=Upstream.internet if k8s_snap else Upstream.simulated,
+                   runtime=Runtime.k8s_snap if k8s_snap else Runtime.stand_in)
     report = Report(lab=f"{name} (project {spec.project}, slot {spec.slot}, {spec.block})",
-                    runtime="", stand_in=True, started=started)
+                    runtime="", stand_in=not k8s_snap, started=started)
     steps = _Steps(report, say)
     work = Path(tempfile.mkdtemp(prefix=f"k8s-airgap-prove-{name}-"))
     try:
-        _run(spec, report, steps, work, root, say)
+        if k8s_snap:
+            _run_real(spec, report, steps, work, root, say, os.environ[IMAGE_SERVER_ENV])
+        else:
+            _run(spec, report, steps, work, root, say)
     except AirgapError as exc:
         report.errors.append(str(exc).splitlines()[0])
         log.debug("proof failed", exc_info=True)
@@ -654,5 +704,359 @@ def _run(spec: LabSpec, report: Report, steps: _Steps, work: Path, root: Path | 
 
     with steps.step("isolation, after the three modes (placeholder route in place)"):
         for rows in _parallel(lambda n: isolation_checks(lxd_nodes[n], spec, "after deploy"),
+                              names).values():
+            report.isolation += rows
+
+
+# --- the full proof: the real k8s snap ----------------------------------------------
+
+REMOVE_CLUSTER_SCRIPT = f"""set -e
+if snap list k8s >/dev/null 2>&1; then snap remove --purge k8s; fi
+rm -rf {CLASSIC_HOSTS_DIR} /var/lib/containerd /run/containerd
+rm -f {PROXY_DROPIN}
+systemctl daemon-reload
+"""
+
+
+def remove_cluster(node: Node) -> None:
+    """No cluster and no images left on the node; the bundle and the snapd/base snaps stay
+    (deploy keeps what is installed at the bundle's revision)."""
+    node.run(["sh", "-c", REMOVE_CLUSTER_SCRIPT], timeout=SNAP_REMOVE_TIMEOUT)
+
+
+def real_deploy_problems(dep: deploy_mod.DeployReport) -> list[str]:
+    """Everything that says deploy did not install and run the real snap on every node."""
+    bad_status = (deploy_mod.StepStatus.failed, deploy_mod.StepStatus.not_run)
+    out = []
+    for nr in dep.nodes:
+        if nr.stand_in:
+            out.append(f"{nr.name}: the runtime stand-in is present on a real-snap node")
+        for s in nr.steps:
+            if s.status in bad_status:
+                out.append(f"{nr.name} {s.step}: {s.status.value}: {s.detail}")
+            elif s.status is deploy_mod.StepStatus.skipped and (
+                    s.step in REAL_STEPS or s.step in ("bootstrap", "join")):
+                out.append(f"{nr.name} {s.step}: skipped: {s.detail}")
+        for step in (*REAL_STEPS, "join" if nr.status_of("bootstrap") is None else "bootstrap"):
+            if nr.status_of(step) is None:
+                out.append(f"{nr.name} {step}: did not run")
+    return out
+
+
+@dataclass(frozen=True)
+class KubeNode:
+    name: str
+    addresses: frozenset[str]
+    ready: bool
+    version: str
+    images: tuple[tuple[str, ...], ...]  # status.images[].names, as kubelet reports them
+
+
+def parse_kube_nodes(text: str) -> list[KubeNode]:
+    """`k8s kubectl get node -o json`: Ready, kubelet version and the runtime's images."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        return []
+    out = []
+    for item in doc.get("items", []):
+        status = item.get("status", {})
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in status.get("conditions", []))
+        out.append(KubeNode(
+            item.get("metadata", {}).get("name", ""),
+            frozenset(a.get("address", "") for a in status.get("addresses", [])),
+            ready,
+            status.get("nodeInfo", {}).get("kubeletVersion", ""),
+            tuple(tuple(i.get("names", [])) for i in status.get("images", [])),
+        ))
+    return out
+
+
+def kube_node_for(plan_node: Any, members: Sequence[KubeNode]) -> KubeNode | None:
+    """By name, else by address (the VM's hostname may differ from the plan's name)."""
+    for m in members:
+        if m.name == plan_node.name:
+            return m
+    return next((m for m in members if plan_node.address in m.addresses), None)
+
+
+def kubectl(node: Node, *args: str, check: bool = True, timeout: float = KUBECTL_TIMEOUT
+            ) -> Any:
+    return node.run(["k8s", "kubectl", *args], check=check, timeout=timeout)
+
+
+def cluster_records(mode: Mode, plan: Plan, members: Sequence[KubeNode]
+                    ) -> list[ClusterNodeRecord]:
+    rows = []
+    for pn in plan.nodes:
+        m = kube_node_for(pn, members)
+        if m is None:
+            rows.append(ClusterNodeRecord(mode.value, pn.name, False,
+                                          detail="not listed by kubectl get node"))
+            continue
+        rows.append(ClusterNodeRecord(mode.value, pn.name, m.ready, m.version,
+                                      f"k8s node {m.name}" + ("" if m.ready else ", not Ready")))
+    return rows
+
+
+@dataclass(frozen=True)
+class PodState:
+    phase: str
+    image: str
+    image_id: str
+    waiting: str
+    message: str
+
+
+def parse_pod(text: str) -> PodState:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        return PodState("", "", "", "", "")
+    status = doc.get("status", {})
+    cs = (status.get("containerStatuses") or [{}])[0]
+    waiting = (cs.get("state") or {}).get("waiting") or {}
+    return PodState(status.get("phase", ""), cs.get("image", ""), cs.get("imageID", ""),
+                    waiting.get("reason", ""), waiting.get("message", ""))
+
+
+def image_id_digest(image_id: str) -> str:
+    """kubelet's imageID: `repo@sha256:...` for a pulled image; the ID alone otherwise."""
+    return image_id.rsplit("@", 1)[1] if "@" in image_id else ""
+
+
+def pod_name(node: str) -> str:
+    return f"{POD_PREFIX}-{node}"
+
+
+def run_workload_pod(
+    boot: Node, mode: Mode, node: str, kube_name: str, image: str,
+    *, timeout: float = POD_TIMEOUT, poll: float = POD_POLL,
+    sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+) -> PodRecord:
+    """One pod pinned to the node; its image can only come through the mode (no route out)."""
+    pod = pod_name(node)
+    kubectl(boot, "delete", "pod", pod, "--ignore-not-found", "--wait=true",
+            f"--timeout={POD_DELETE_TIMEOUT:.0f}s", timeout=POD_DELETE_TIMEOUT + 30)
+    overrides = json.dumps({"apiVersion": "v1", "spec": {"nodeName": kube_name}})
+    t = clock()
+    kubectl(boot, "run", pod, f"--image={image}", "--image-pull-policy=IfNotPresent",
+            "--restart=Never", f"--overrides={overrides}", "--", "true")
+    state = PodState("", "", "", "", "")
+    try:
+        while True:
+            res = kubectl(boot, "get", "pod", pod, "-o", "json", check=False)
+            state = parse_pod(res.stdout) if res.ok else state
+            done = state.phase in ("Succeeded", "Running", "Failed")
+            if done or state.waiting in PULL_FAILURES or clock() - t >= timeout:
+                break
+            sleep(poll)
+    finally:
+        kubectl(boot, "delete", "pod", pod, "--ignore-not-found", "--wait=true",
+                f"--timeout={POD_DELETE_TIMEOUT:.0f}s", check=False,
+                timeout=POD_DELETE_TIMEOUT + 30)
+    secs = clock() - t
+    ok = state.phase in ("Succeeded", "Running")
+    if ok:
+        detail = "kubelet pulled (IfNotPresent) and ran it; pod deleted"
+    elif state.waiting:
+        detail = f"{state.waiting}: {state.message}"
+    else:
+        detail = (f"phase {state.phase or 'unknown'} after {secs:.0f} s"
+                  + ("" if state.phase else f" (deadline {timeout:.0f} s)"))
+    return PodRecord(mode.value, node, pod, image, state.phase or "-", ok, state.image_id,
+                     round(secs, 2), detail)
+
+
+def runtime_digests(node: Node) -> dict[str, str]:
+    """name -> digest as the snap's containerd records it (imported images have no repo
+    digest in the CRI, so kubelet's imageID cannot show it)."""
+    ctr = sideload.ctr_command(node)
+    res = node.run([*ctr, "-n", "k8s.io", "images", "ls"], check=False, timeout=60)
+    return sideload.parse_ctr_images(res.stdout) if res.ok else {}
+
+
+def workload_pull(pod: PodRecord, expected: str, recorded: Mapping[str, str] | None
+                  ) -> PullRecord:
+    name = parse_image_ref(pod.image).name
+    got = recorded.get(name, "") if recorded is not None else image_id_digest(pod.image_id)
+    ok = pod.ok and got == expected
+    how = (f"workload pod {pod.pod}: {pod.phase}; " +
+           ("digest from the runtime's image store (imported)" if recorded is not None
+            else "digest from kubelet's imageID"))
+    if not pod.ok:
+        detail = pod.detail
+    elif got != expected:
+        detail = f"{how}; digest {got or '-'} is not images.lock's {expected}"
+    else:
+        detail = how
+    return PullRecord(pod.mode, pod.node, name, ok, digest=got, expected=expected,
+                      seconds=pod.seconds, detail=detail)
+
+
+def cluster_image_pulls(mode: Mode, node: str, kube: KubeNode, expected: Mapping[str, str],
+                        skip: set[str], recorded: Mapping[str, str] | None
+                        ) -> tuple[list[PullRecord], list[str]]:
+    """The images.lock images kubelet reports in the node's runtime (the cluster pulled
+    them to come up); those it does not report are returned as unused (their features
+    are not enabled)."""
+    names = {n for entry in kube.images for n in entry}
+    rows: list[PullRecord] = []
+    unused: list[str] = []
+    for image, want in expected.items():
+        if image in skip:
+            continue
+        if image not in names:
+            unused.append(image)
+            continue
+        ref = parse_image_ref(image)
+        if recorded is not None:
+            got = recorded.get(image, "")
+            how = "in the node's runtime (kubelet status.images); digest from ctr (imported)"
+        else:
+            prefix = f"{ref.registry}/{ref.repository}@"
+            got = next((n[len(prefix):] for n in names if n.startswith(prefix) and
+                        n[len(prefix):] == want),
+                       next((n[len(prefix):] for n in names if n.startswith(prefix)), ""))
+            how = "pulled by the cluster itself (kubelet via the CRI), in status.images"
+        rows.append(PullRecord(mode.value, node, image, got == want, digest=got, expected=want,
+                               detail=how if got == want else
+                               f"{how}; digest {got or '-'} is not images.lock's {want}"))
+    return rows, unused
+
+
+def _snap_summary(prep: PrepareReport) -> str:
+    return ", ".join(f"{p.snap.name}={p.snap.revision} ({p.action})" for p in prep.snaps)
+
+
+def _run_real(spec: LabSpec, report: Report, steps: _Steps, work: Path, root: Path | None,
+              say: Progress, image_server: str) -> None:
+    with steps.step("lab up (VM nodes for the real k8s snap)") as row:
+        up = lifecycle.up(spec, root=root, image_server=image_server,
+                          progress=lambda m: say(f"  {m}"))
+        st = up.state
+        row["detail"] = (f"{len(st.members)} instances; {st.instance_type_reason}; "
+                         f"image server {image_server}")
+    report.runtime = st.runtime
+    report.stand_in = False
+    report.notes.append(f"Instances: {st.instance_type_reason}")
+    report.notes.append(f"Upstream: {st.upstream_content}")
+    connected = connected_side(st, spec, work)
+    report.notes.append(f"Connected side: this machine behind the lab proxy ({connected.proxy})")
+    report.notes.append(REAL_NEGATIVES_NOTE)
+
+    workload_images = [i for i in spec.images if parse_image_ref(i).registry == DOCKER_HUB]
+    workload = work / "workload-images.txt"
+    write_atomic(workload, "\n".join(workload_images) + "\n")
+    plans = {m: mode_plan(spec, st, work, m, workload) for m in MODES}
+    base_plan = plans[Mode.proxy]
+    bundle = work / "bundle"
+    trust = load_trust(None, True)  # Canonical's root, packaged
+    with steps.step("prepare (snap download from the Snap Store, images.lock through the "
+                    "proxy)") as row, connected.active():
+        prep = prepare_bundle(base_plan, bundle, trust=trust)
+        row["detail"] = _snap_summary(prep) + f"; {len(prep.lock.images)} images"
+    report.snaps = f"{REAL_SNAPS}: {_snap_summary(prep)}"
+    lock = read_lock(bundle / "images.lock")
+    report.images = [i.ref.name for i in lock.images]
+    workload_locked = [i.ref.name for i in lock.images if i.source == "workload"]
+    if not workload_locked:
+        raise AirgapError(f"{bundle / 'images.lock'}: no workload image to run a pod with",
+                          resolution="Give the lab a Docker Hub workload image (images).")
+    image = workload_locked[0]
+    platform = sideload.plan_platform(base_plan, None)
+    with steps.step("sideload export into the bundle (regctl, through the proxy)") as row, \
+            connected.active():
+        archives = sideload.export_images(
+            sideload.select_images(lock.refs(), platform, lock=lock), bundle / "images",
+            platform)
+        row["detail"] = f"{len(archives)} archives"
+    with steps.step("prepare again (manifest lists the archives), verify") as row, \
+            connected.active():
+        prepare_bundle(base_plan, bundle, trust=trust)
+        ver = verify_bundle(bundle)
+        row["detail"] = f"verify: {len(ver.rows)} rows ok, trusted root: Canonical's"
+
+    nodes = nodeset.build_nodes(base_plan)
+    names = list(nodes)
+    report.nodes = names
+    boot = nodes[base_plan.control_plane.name]
+    report.tools = {
+        "k8s-airgap": __version__,
+        "regctl": tools.tool_version(tools.find_tool("regctl")) or "?",
+        "regsync": tools.tool_version(tools.find_tool("regsync")) or "?",
+        "k8s snap": next((f"revision {p.snap.revision}" for p in prep.snaps
+                          if p.snap.name == "k8s"), "?"),
+        "lxd": str(host.client().host_info.get("environment", {}).get("server_version", "?")),
+    }
+    with steps.step("isolation, before deploy (no default route)"):
+        for rows in _parallel(lambda n: isolation_checks(nodes[n], spec, "before deploy"),
+                              names).values():
+            report.isolation += rows
+
+    for i, mode in enumerate(MODES):
+        plan = plans[mode]
+        report.modes.append(mode.value)
+        if i:
+            with steps.step(f"{mode.value}: remove the previous cluster (snap remove --purge "
+                            "k8s on every node)"):
+                _parallel(lambda n: remove_cluster(nodes[n]), names)
+        if mode is Mode.mirror:
+            with steps.step("mirror: fill the lab registry (regsync through the proxy)") as row, \
+                    connected.active():
+                mrep = mirror_mod.mirror_images(plan, lock.refs(), lock=lock)
+                row["detail"] = f"{len(mrep.images)} images"
+        with steps.step(f"{mode.value}: deploy (snaps, runtime, bootstrap, join, Ready)") as row:
+            dep = deploy_mod.deploy(plan, nodes, bundle, verify=verify_bundle)
+            row["detail"] = "; ".join(
+                f"{nr.name}: " + ", ".join(f"{s.step}={s.status.value}" for s in nr.steps)
+                for nr in dep.nodes)
+            problems = real_deploy_problems(dep)
+            if problems:
+                raise AirgapError(f"{mode.value}: deploy did not bring the real snap up: "
+                                  + "; ".join(problems))
+        with steps.step(f"{mode.value}: k8s kubectl get node -o json") as row:
+            members = parse_kube_nodes(kubectl(boot, "get", "node", "-o", "json").stdout)
+            rows_c = cluster_records(mode, plan, members)
+            report.cluster += rows_c
+            row["detail"] = ", ".join(f"{c.node}={'Ready' if c.ready else 'NOT Ready'} "
+                                      f"{c.version}" for c in rows_c)
+            if not all(c.ready for c in rows_c):
+                raise AirgapError(f"{mode.value}: not every node is Ready: {row['detail']}")
+        expected = expected_digests(lock, mode, platform)
+        with steps.step(f"{mode.value}: a workload pod per node ({image}, pulled offline)"
+                        ) as row:
+            for pn in plan.nodes:
+                kube = kube_node_for(pn, members)
+                assert kube is not None  # every node is Ready, so listed
+                pod = run_workload_pod(boot, mode, pn.name, kube.name, image)
+                report.pods.append(pod)
+                recorded = runtime_digests(nodes[pn.name]) if mode is Mode.sideload else None
+                report.pulls.append(workload_pull(pod, expected[image], recorded))
+            rows_p = [p for p in report.pods if p.mode == mode.value]
+            row["detail"] = ", ".join(f"{p.node}: {p.phase}" for p in rows_p)
+        with steps.step(f"{mode.value}: the cluster's own images in each node's runtime"
+                        ) as row:
+            members = parse_kube_nodes(kubectl(boot, "get", "node", "-o", "json").stdout)
+            unused: set[str] = set()
+            for pn in plan.nodes:
+                kube = kube_node_for(pn, members)
+                if kube is None:
+                    continue
+                recorded = runtime_digests(nodes[pn.name]) if mode is Mode.sideload else None
+                got, missing = cluster_image_pulls(mode, pn.name, kube, expected, {image},
+                                                   recorded)
+                report.pulls += got
+                unused.update(missing)
+            row["detail"] = (f"{len(expected) - 1 - len(unused)} of {len(expected) - 1} "
+                             "k8s images in use")
+            if unused:
+                report.notes.append(
+                    f"{mode.value}: images.lock images no node's runtime holds (their "
+                    f"features are not enabled, nothing pulled them): {', '.join(sorted(unused))}")
+
+    with steps.step("isolation, after the three modes (placeholder route in place)"):
+        for rows in _parallel(lambda n: isolation_checks(nodes[n], spec, "after deploy"),
                               names).values():
             report.isolation += rows
