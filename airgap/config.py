@@ -417,17 +417,21 @@ def _loc(err: Any) -> str:
     return out
 
 
-def _first_error(exc: ValidationError) -> tuple[str, str]:
-    err = exc.errors()[0]
-    msg = err["msg"]
+def _describe(err: Any) -> tuple[str, str]:
+    msg = str(err["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     if err["type"] == "extra_forbidden":
         msg = "unknown field (check its spelling; see examples/ or `invoke init`)"
     elif err["type"] == "missing":
         msg = "required field is missing"
-    loc = _loc(err)
-    return loc, msg
+    return _loc(err), msg
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """Every problem, a misspelt (unknown) field first: it usually explains the rest."""
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    return [_describe(e) for e in errors]
 
 
 def parse_plan(data: Any, *, source: str = "<plan>", base_dir: Path | None = None) -> Plan:
@@ -439,11 +443,13 @@ def parse_plan(data: Any, *, source: str = "<plan>", base_dir: Path | None = Non
     try:
         plan = Plan.model_validate(data)
     except ValidationError as exc:
-        loc, msg = _first_error(exc)
+        (loc, msg), *rest = _problems(exc)
         where = f"{source}: {loc}: " if loc else f"{source}: "
-        more = len(exc.errors()) - 1
+        also = "; ".join(f"{lo or '(plan)'}: {m}" for lo, m in rest[:3])
+        if len(rest) > 3:
+            also += f"; and {len(rest) - 3} more"
         raise PlanError(
-            where + msg + (f" (and {more} more problem(s))" if more > 0 else ""),
+            where + msg + (f" (also {also})" if also else ""),
             resolution="Fix that field in the plan and run the command again.",
         ) from None
     return plan.model_copy(update={"base_dir": base_dir or Path("."), "source": source})

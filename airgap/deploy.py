@@ -363,7 +363,9 @@ class _NodeDeploy:
         for s in self.ctx.bundle.snaps:
             res = self.node.run(["snap", "list", s.name], check=False)
             rev = _snap_list_revision(res.stdout, s.name) if res.ok else None
-            if rev is not None and (s.revision is None or rev == s.revision):
+            # snapd and the base snap: any installed revision will do (installing the
+            # bundle's could downgrade the host); k8s: exactly the bundle's revision.
+            if rev is not None and (s.name != "k8s" or s.revision in (None, rev)):
                 kept.append(f"{s.name}={rev}")
                 continue
             snap = _remote_path(self.ctx.bundle, s.snap)

@@ -362,3 +362,17 @@ def test_not_ready_before_deadline_fails_with_resolution(tmp_path: Path) -> None
     for nr in report.nodes:
         assert nr.status_of("ready") is StepStatus.failed
         assert "not Ready after 60 s (listed, not Ready)" in nr.steps[-1].detail
+
+
+def test_newer_snapd_and_base_are_kept_but_k8s_follows_the_bundle(tmp_path: Path) -> None:
+    """Installing the bundle's snapd or base over a newer one would downgrade the host."""
+    plan = make_plan(["proxy"], roles=("control-plane",))
+    bundle = make_bundle(tmp_path / "bundle")
+    _, nodes = fakes(plan)
+    node = nodes["node-1"]
+    node.snaps.update({"snapd": "99999", "core22": "9999", "k8s": "1000"})
+    report, _ = run_deploy(plan, nodes, bundle)
+    assert report.ok, report
+    installed = [c[2] for c in node.issued("snap", "install")]
+    assert installed == [snap_path("k8s", "snap")]
+    assert node.snaps == {"snapd": "99999", "core22": "9999", "k8s": REVS["k8s"]}
