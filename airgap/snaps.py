@@ -30,8 +30,9 @@ CHUNK = 4 * 1024 * 1024
 DOWNLOAD_TIMEOUT = 3600.0
 FROM_RESOLUTION = (
     "On a machine that can reach the Snap Store run `snap download k8s --channel CHANNEL "
-    "--basename k8s`, `snap download core22 --basename core22` (the base named in k8s's "
-    "meta/snap.yaml) and `snap download snapd --basename snapd`, copy the .snap and "
+    "--basename k8s`, then `snap download BASE --basename BASE` for the base snap named by "
+    "`base:` in k8s's meta/snap.yaml (`unsquashfs -cat k8s.snap meta/snap.yaml`; core22 "
+    "today) and `snap download snapd --basename snapd`, copy the .snap and "
     ".assert files into one directory, then run `invoke prepare --from DIR`."
 )
 

@@ -165,7 +165,14 @@ class LXDNode:
         environment = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                        "LC_ALL": "C.UTF-8", **(env or {})}
         self._instance()
-        res = _execute(self.lxd, self.instance, full, environment, limit + EXEC_GRACE)
+        try:
+            res = _execute(self.lxd, self.instance, full, environment, limit + EXEC_GRACE)
+        finally:
+            if stdin_file is not None:
+                # The wrapper removes it, unless `timeout` killed the wrapper first:
+                # stdin may carry a secret (a join token), so never leave it behind.
+                with contextlib.suppress(Exception):
+                    _execute(self.lxd, self.instance, ["rm", "-f", stdin_file], environment, 30)
         if res is None:
             raise AirgapError(
                 f"Command timed out after {limit:g} s on {self.name}: {shlex.join(argv)}",
