@@ -10,6 +10,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--k8s-snap",
         action="store_true",
         default=False,
-        help="Full proof with the real k8s snap: needs snapd with Snap Store access and an "
-        "LXD that runs VMs. Where that is impossible, the proof stops with an error saying why.",
+        help="Full proof with the real k8s snap: needs snapd with Snap Store access, an LXD "
+        "that runs VMs, internet access for the lab's proxy, and K8S_AIRGAP_IMAGE_SERVER (an "
+        "LXD simplestreams server for the Ubuntu VM image). Where that is impossible, the "
+        "proof stops with an error naming every missing prerequisite.",
     )
