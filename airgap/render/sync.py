@@ -6,7 +6,7 @@ it speaks TLS and fails; a mirror with a private CA fails certificate checks; an
 ``parallel`` defaults to 1, one image at a time. This file adds a ``creds`` entry for
 the mirror (``tls: disabled`` for http, ``regcert`` with the CA's PEM for https),
 user and password only as ``{{ env "USERNAME" }}`` / ``{{ env "PASSWORD" }}``
-templates (secrets never land in the file), and ``parallel`` above 1.
+templates (secrets never land in the file), and ``parallel`` of 6 by default.
 
 The target of every entry is ``{{ env "MIRROR" }}/<prefix>/<path below the source
 registry>``, so the same file runs as the procedure says:
@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from airgap.config import Plan, mirror_ca_pem
-from airgap.errors import PlanError
+from airgap.errors import AirgapError, PlanError
 from airgap.images import ImageRef
 from airgap.render import RenderedFile
 
@@ -125,9 +125,11 @@ def sync_config(
             f"{plan.source}: sync-images.yaml needs a mirror: section",
             resolution="Add mirror: url: http(s)://HOST:PORT to the plan.",
         )
-    if parallel < 2:
-        raise ValueError(
-            "parallel must be at least 2 (regsync's default of 1 copies one image at a time)"
+    if parallel < 1:
+        raise AirgapError(
+            f"--parallel {parallel}: regsync needs at least 1 image at a time",
+            resolution=f"Pass --parallel 1 or more (default {DEFAULT_PARALLEL}; 1 copies one "
+            "image at a time, as regsync does by default).",
         )
     creds = [_mirror_creds(plan, ca_pem)]
     mirror_host = plan.mirror.host

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from airgap.config import Plan, parse_plan
-from airgap.errors import PlanError
+from airgap.errors import AirgapError, PlanError
 from airgap.images import parse_image_ref
 from airgap.render.sync import (
     RegistryAccess,
@@ -184,9 +184,16 @@ def test_http_upstreams_get_their_own_creds_entry() -> None:
     assert hosts["upstream.lab:443"]["regcert"] == PEM
 
 
-def test_parallel_of_one_is_refused() -> None:
-    with pytest.raises(ValueError, match="parallel"):
-        sync_config(plan(url="http://m:5000"), IMAGES, parallel=1)
+def test_parallel_of_one_is_regsyncs_default_and_accepted() -> None:
+    config = sync_config(plan(url="http://m:5000"), IMAGES, parallel=1)
+    assert config["defaults"]["parallel"] == 1
+
+
+@pytest.mark.parametrize("parallel", [0, -3])
+def test_parallel_below_one_names_the_flag(parallel: int) -> None:
+    with pytest.raises(AirgapError, match=rf"--parallel {parallel}: ") as info:
+        sync_config(plan(url="http://m:5000"), IMAGES, parallel=parallel)
+    assert info.value.resolution
 
 
 def test_no_mirror_section_is_a_plan_error() -> None:
