@@ -160,38 +160,9 @@ def read_manifest(bundle: Path) -> Manifest:
             f"{path}: unsupported manifest version",
             resolution="Prepare and verify with the same k8s-airgap version.",
         )
-    try:
-        files = {
-            str(p): FileDigests(int(v["size"]), str(v["sha256"])) for p, v in data["files"].items()
-        }
-        snaps = [
-            SnapEntry(
-                name=s["name"],
-                revision=str(s["revision"]),
-                channel=s["channel"],
-                sha3_384=s["sha3_384"],
-                snap_id=s["snap_id"],
-                file=s["file"],
-                assertion=s["assert"],
-                chain=s.get("chain", ""),
-            )
-            for s in data["snaps"]
-        ]
-        from airgap.images import parse_image_ref
-
-        images = [
-            LockedImage(
-                ref=parse_image_ref(i["ref"]),
-                digest=i["digest"],
-                platforms=dict(i.get("platforms", {})),
-            )
-            for i in data.get("images", [])
-        ]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise AirgapError(
-            f"{path}: malformed entry ({exc!r})",
-            resolution="Copy the bundle again, or re-run `invoke prepare`.",
-        ) from None
+    files = _manifest_files(path, data.get("files"))
+    snaps = _manifest_snaps(path, data.get("snaps"))
+    images = _manifest_images(path, data.get("images", []))
     for rel in [*files, *(s.file for s in snaps), *(s.assertion for s in snaps)]:
         if rel.startswith("/") or ".." in Path(rel).parts:
             raise AirgapError(f"{path}: entry {rel!r} points outside the bundle")
@@ -205,6 +176,75 @@ def read_manifest(bundle: Path) -> Manifest:
         signature_check=bool(data.get("signature_check", True)),
         trusted_roots=list(data.get("trusted_roots", [])),
     )
+
+
+_SNAP_KEYS = ("name", "revision", "channel", "sha3_384", "snap_id", "file", "assert")
+
+
+def _malformed(path: Path, where: str, shape: str) -> AirgapError:
+    return AirgapError(
+        f"{path}: {where}: expected {shape}",
+        resolution="The manifest was edited or damaged: copy the bundle again, or re-run "
+        "`invoke prepare --bundle DIR` on the connected side.",
+    )
+
+
+def _manifest_files(path: Path, raw: object) -> dict[str, FileDigests]:
+    shape = '{"size": <bytes>, "sha256": "<hex>"}'
+    if not isinstance(raw, dict):
+        raise _malformed(path, "files", f"an object mapping each path to {shape}")
+    files = {}
+    for rel, v in raw.items():
+        size = v.get("size") if isinstance(v, dict) else None
+        digest = v.get("sha256") if isinstance(v, dict) else None
+        if not isinstance(size, int) or isinstance(size, bool) or not isinstance(digest, str):
+            raise _malformed(path, f"files[{rel!r}]", shape)
+        files[str(rel)] = FileDigests(size, digest)
+    return files
+
+
+def _manifest_snaps(path: Path, raw: object) -> list[SnapEntry]:
+    shape = "{" + ", ".join(f'"{k}": "..."' for k in _SNAP_KEYS) + "}"
+    if not isinstance(raw, list):
+        raise _malformed(path, "snaps", f"a list of {shape}")
+    snaps = []
+    for n, s in enumerate(raw):
+        if not isinstance(s, dict):
+            raise _malformed(path, f"snaps[{n}]", shape)
+        bad = [k for k in _SNAP_KEYS if not isinstance(s.get(k), str)
+               and not (k == "revision" and isinstance(s.get(k), int))]
+        if bad or not isinstance(s.get("chain", ""), str):
+            key = bad[0] if bad else "chain"
+            raise _malformed(path, f"snaps[{n}].{key}", f"a string (an entry is {shape})")
+        snaps.append(SnapEntry(
+            name=s["name"], revision=str(s["revision"]), channel=s["channel"],
+            sha3_384=s["sha3_384"], snap_id=s["snap_id"], file=s["file"],
+            assertion=s["assert"], chain=s.get("chain", ""),
+        ))
+    return snaps
+
+
+def _manifest_images(path: Path, raw: object) -> list[LockedImage]:
+    from airgap.images import parse_image_ref
+
+    shape = ('{"ref": "<registry>/<repository>:<tag>", "digest": "sha256:<hex>", '
+             '"platforms": {"<os>/<arch>": "sha256:<hex>"}}')
+    if not isinstance(raw, list):
+        raise _malformed(path, "images", f"a list of {shape}")
+    images = []
+    for n, i in enumerate(raw):
+        platforms = i.get("platforms", {}) if isinstance(i, dict) else None
+        if (not isinstance(i, dict) or not isinstance(i.get("ref"), str)
+                or not isinstance(i.get("digest"), str) or not isinstance(platforms, dict)
+                or not all(isinstance(v, str) for v in platforms.values())):
+            raise _malformed(path, f"images[{n}]", shape)
+        try:
+            ref = parse_image_ref(i["ref"])
+        except ValueError as exc:
+            raise _malformed(path, f"images[{n}].ref", f"an image reference ({exc})") from None
+        images.append(LockedImage(ref=ref, digest=i["digest"],
+                                  platforms={str(k): v for k, v in platforms.items()}))
+    return images
 
 
 def bundle_files(bundle: Path) -> list[str]:

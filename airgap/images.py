@@ -73,6 +73,11 @@ class ImageRef:
         return ImageRef(registry, repo, self.tag, self.digest)
 
 
+def is_repository_path(path: str) -> bool:
+    """A valid repository path: lowercase components separated by '/'."""
+    return bool(_REPO_RE.match(path))
+
+
 def parse_image_ref(text: str) -> ImageRef:
     """Parse and normalise one reference; ValueError says what is wrong."""
     ref = text.strip()
@@ -145,11 +150,22 @@ def read_image_list(path: str | Path) -> list[ImageRef]:
     try:
         data = p.read_bytes()
     except FileNotFoundError:
-        raise ImageListError(f"{p}: image list not found") from None
+        raise ImageListError(
+            f"{p}: image list not found",
+            resolution="Check the path. Write the k8s list on a machine with the k8s snap "
+            "(`k8s list-images > images.txt`), or leave --images out to use the bundle's "
+            "images.lock or the built-in list.",
+        ) from None
+    except IsADirectoryError:
+        raise ImageListError(f"{p}: is a directory, not an image list",
+                             resolution="Pass the image list file itself.") from None
     try:
         text = data.decode("utf-8-sig")  # an editor's byte-order mark is not part of line 1
     except UnicodeDecodeError:
-        raise ImageListError(f"{p}: not a text file (UTF-8 expected)") from None
+        raise ImageListError(
+            f"{p}: not a text file (UTF-8 expected)",
+            resolution="Pass a text file with one image reference per line.",
+        ) from None
     return parse_image_list(text, str(p))
 
 
