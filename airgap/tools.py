@@ -75,6 +75,13 @@ class ToolStatus:
     def ok(self) -> bool:
         return self.path is not None and self.version == self.wanted
 
+    def describe(self) -> str:
+        """One line for `invoke version`: where the tool is and which version it reports."""
+        if self.path is None:
+            return f"{self.name}: not installed (invoke tools)"
+        note = "" if self.ok else f", pinned {self.wanted} (invoke tools --force)"
+        return f"{self.name}: {self.path} ({self.version or 'version unknown'}{note})"
+
 
 def tool_version(path: Path) -> str | None:
     """The release tag a regclient binary reports (`NAME version`), None if it has none."""
