@@ -49,7 +49,7 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from airgap import process, tools
-from airgap.config import Plan, mirror_ca_pem, mirror_credentials
+from airgap.config import Plan, check_mirror_paths, mirror_ca_pem, mirror_credentials
 from airgap.errors import AirgapError, PlanError
 from airgap.fileio import write_atomic
 from airgap.images import ImageRef
@@ -509,6 +509,41 @@ def upstream_access_for(registry: str, upstreams: Sequence[RegistryAccess]) -> R
     return RegistryAccess(registry)
 
 
+def upstream_accesses(
+    images: Iterable[ImageRef],
+    *,
+    insecure: Iterable[str] = (),
+    ca_file: Path | None = None,
+) -> list[RegistryAccess]:
+    """How to reach the upstreams that are not plain public TLS (lab and test upstreams).
+
+    ``insecure``: HOST:PORT served over http (--insecure-upstream); ``ca_file``: a PEM CA
+    trusted for every other upstream (--upstream-ca).
+    """
+    ca_pem = None
+    if ca_file is not None:
+        try:
+            ca_pem = ca_file.read_text()
+        except FileNotFoundError:
+            raise AirgapError(f"--upstream-ca {ca_file}: CA file not found",
+                              resolution="Pass the PEM file of the CA that signed the "
+                              "upstream registry's certificate.") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AirgapError(f"--upstream-ca {ca_file}: cannot read the CA file ({exc})",
+                              resolution="Pass a readable PEM CA certificate file.") from None
+        if "-----BEGIN CERTIFICATE-----" not in ca_pem:
+            raise AirgapError(f"--upstream-ca {ca_file}: not a PEM certificate",
+                              resolution="Pass the CA certificate in PEM form "
+                              "(-----BEGIN CERTIFICATE-----).")
+    plain = set(insecure)
+    return [
+        RegistryAccess(host, tls="disabled") if host in plain
+        else RegistryAccess(host, ca_pem=ca_pem)
+        for host in sorted({r.registry for r in images})
+        if host in plain or ca_pem
+    ]
+
+
 def mirror_client(plan: Plan) -> RegistryClient:
     """A client for the plan's mirror with its CA and the credentials the plan names."""
     if plan.mirror is None:
@@ -567,6 +602,7 @@ def mirror_images(
         raise PlanError(f"{plan.source}: mirror mode needs a mirror: section",
                         resolution="Add mirror: url: http(s)://HOST:PORT to the plan.")
     refs = _unique(images)
+    check_mirror_paths(plan, refs)
     if not refs:
         raise AirgapError("no images to mirror",
                           resolution="Give an images.lock (--lock) or an image list (--images).")

@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from rich.markup import escape
+from rich.table import Table
+
 from airgap import tools
 from airgap.config import CONTAINERD_UNIT, SIDELOAD_DIR, Plan
 from airgap.errors import AirgapError, CommandError
@@ -376,6 +379,25 @@ def validate_archives(
     return reports
 
 
+def archives_in(out_dir: Path) -> list[Path]:
+    """The *.tar archives a previous export wrote into ``out_dir`` (--no-export)."""
+    if not out_dir.is_dir():
+        raise AirgapError(
+            f"{out_dir}: directory not found",
+            resolution="Export the archives first (`invoke sideload --out DIR` without "
+            "--no-export), or pass the directory that holds them (--out, or --bundle for "
+            "BUNDLE/images).",
+        )
+    archives = sorted(out_dir.glob("*.tar"))
+    if not archives:
+        raise AirgapError(
+            f"{out_dir}: no *.tar archives",
+            resolution="Export them first (`invoke sideload --out DIR` without --no-export); "
+            "the runtime imports only uncompressed files named *.tar.",
+        )
+    return archives
+
+
 # -- export ----------------------------------------------------------------------------
 
 
@@ -552,6 +574,11 @@ class NodeDelivery:
     def ok(self) -> bool:
         return self.error is None and all(r.ok for r in self.rows)
 
+    @property
+    def pending(self) -> bool:
+        """The runtime is not installed yet: the archives are imported at its first start."""
+        return self.restart is None and self.error is None
+
 
 def _confirm(
     node: Node, runtime: RuntimeAccess, want: dict[str, str | None], timeout: float
@@ -630,3 +657,45 @@ def deliver(
     rt = runtime or RuntimeAccess()
     with ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:
         return list(pool.map(lambda n: _deliver_one(n, reports, rt, timeout, progress), nodes))
+
+
+# -- report ----------------------------------------------------------------------------
+
+
+def archive_table(reports: Sequence[ArchiveReport], platform: str, out_dir: Path) -> Table:
+    """One row per image: the archive holding it, its digest and the archive's size."""
+    table = Table(title=f"Side-load archives ({platform}) in {out_dir}")
+    for col in ("archive", "image", "digest", "size"):
+        table.add_column(col)
+    for rep in reports:
+        for n, img in enumerate(rep.images):
+            table.add_row(rep.path.name if n == 0 else "", img.name,
+                          img.digest or "(docker-archive: set on import)",
+                          f"{rep.size / 1e6:.1f} MB" if n == 0 else "")
+    return table
+
+
+def delivery_table(results: Sequence[NodeDelivery]) -> Table:
+    """One row per node and image: the digest expected, the one found, the status."""
+    table = Table(title="Side-load delivery")
+    for col in ("node", "image", "expected", "found", "status"):
+        table.add_column(col)
+    for res in results:
+        if res.error:
+            table.add_row(res.node, "", "", "", f"[red]error: {escape(res.error)}[/red]")
+        for row in res.rows:
+            color = "green" if row.ok else ("yellow" if row.status == "pending" else "red")
+            table.add_row(res.node, row.image, row.expected or "-", row.found or "-",
+                          f"[{color}]{row.status}[/{color}]")
+    return table
+
+
+def delivery_outcome(results: Sequence[NodeDelivery]) -> tuple[str | None, str | None]:
+    """(error, note): an error when a node failed to confirm its images; a note naming
+    the nodes whose runtime is not installed yet (pending, not a failure)."""
+    failed = [r.node for r in results if not r.ok and not r.pending]
+    pending = [r.node for r in results if r.pending]
+    error = f"side-loaded images not confirmed on {', '.join(failed)}" if failed else None
+    note = (f"Runtime not installed on {', '.join(pending)}: the archives are imported when "
+            "containerd first starts (invoke deploy)." if pending else None)
+    return error, note

@@ -19,10 +19,10 @@ from pathlib import Path, PurePosixPath
 from rich.markup import escape
 from rich.tree import Tree
 
-from airgap.config import Mode, Node, Plan, workload_images
+from airgap.config import Mode, Node, Plan, check_mirror_paths, workload_images
 from airgap.errors import AirgapError
 from airgap.images import ImageRef, format_image_list, merge_images, read_image_list, registries
-from airgap.lock import read_lock
+from airgap.lock import ImageLock, read_lock
 from airgap.render import RenderedFile
 from airgap.render.hosts import render_hosts_files
 from airgap.render.proxy import render_proxy_dropin
@@ -38,6 +38,7 @@ def render_node_files(
     """Absolute paths on ``node``, sorted by path."""
     files: list[RenderedFile] = []
     if plan.has(Mode.mirror):
+        check_mirror_paths(plan, list(images))
         files += render_hosts_files(plan, registries(images), ca_pem)
     if plan.has(Mode.proxy):
         files.append(render_proxy_dropin(plan))
@@ -115,6 +116,32 @@ def plan_images(
         with resources.as_file(resources.files("airgap") / "data" / DEFAULT_IMAGES) as p:
             base = read_image_list(p)
     return merge_images(base, workload_images(plan))
+
+
+def plan_images_locked(
+    plan: Plan,
+    *,
+    images_file: Path | None = None,
+    bundle: Path | None = None,
+    lock: Path | None = None,
+) -> tuple[list[ImageRef], ImageLock | None]:
+    """The images to copy and the lock that pins them, for mirror and sideload.
+
+    The lock is ``lock`` (which must exist) or the bundle's images.lock when there is
+    one. Unless ``images_file`` replaces the k8s list, every locked image is included
+    even if the plan no longer names it, so what prepare pinned is what crosses.
+    """
+    lock_path = lock if lock is not None else (bundle / "images.lock" if bundle else None)
+    if lock is not None and not lock.is_file():
+        raise AirgapError(f"{lock}: images.lock not found",
+                          resolution="Pass the images.lock `invoke prepare` wrote (--lock), "
+                          "or the bundle directory (--bundle).")
+    locked = read_lock(lock_path) if lock_path is not None and lock_path.is_file() else None
+    refs = plan_images(plan, images_file=images_file,
+                       bundle=bundle if lock is None else None)
+    if locked is not None and images_file is None:
+        refs = merge_images(locked.refs(), refs)
+    return refs, locked
 
 
 def render_all(
