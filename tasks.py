@@ -37,8 +37,12 @@ def version(c, debug=False):
     """Print the k8s-airgap version and the tools it finds."""
     _verbosity(debug)
     from airgap import __version__
+    from airgap.tools import check_tools
 
     print(f"k8s-airgap {__version__}")
+    with user_errors():
+        for status in check_tools():
+            print(status.describe())
 
 
 @task(
@@ -149,31 +153,25 @@ def mirror(c, plan=None, bundle=None, lock=None, images=None, config=None,
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from airgap.config import load_plan
-    from airgap.images import registries
-    from airgap.lock import read_lock
-    from airgap.mirror import MirrorError, mirror_images, report_table, summary_line
-    from airgap.render.nodefiles import plan_images
-    from airgap.render.sync import RegistryAccess
+    from airgap.mirror import (
+        MirrorError,
+        mirror_images,
+        report_table,
+        summary_line,
+        upstream_accesses,
+    )
+    from airgap.render.nodefiles import plan_images_locked
 
     if not plan:
         raise Exit("Error: --plan FILE is required (see `invoke mirror --help`)", code=1)
     out = Console()
     with user_errors():
         p = load_plan(plan)
-        lock_path = Path(lock) if lock else (Path(bundle) / "images.lock" if bundle else None)
-        locked = read_lock(lock_path) if lock_path and lock_path.is_file() else None
-        if lock and locked is None:
-            raise AirgapError(f"{lock}: images.lock not found",
-                              resolution="Pass the images.lock `invoke prepare` wrote.")
-        refs = plan_images(p, images_file=Path(images) if images else None,
-                           bundle=Path(bundle) if bundle and not lock else None)
-        if locked is not None and not images:
-            refs = sorted({str(r): r for r in [*locked.refs(), *refs]}.values(), key=str)
-        ca_pem = Path(upstream_ca).read_text() if upstream_ca else None
-        insecure = set(insecure_upstream or [])
-        ups = [RegistryAccess(host, tls="disabled" if host in insecure else "enabled",
-                              ca_pem=None if host in insecure else ca_pem)
-               for host in registries(refs) if host in insecure or ca_pem]
+        refs, locked = plan_images_locked(p, images_file=Path(images) if images else None,
+                                          bundle=Path(bundle) if bundle else None,
+                                          lock=Path(lock) if lock else None)
+        ups = upstream_accesses(refs, insecure=insecure_upstream or [],
+                                ca_file=Path(upstream_ca) if upstream_ca else None)
         try:
             with Progress(TextColumn("{task.description}"), BarColumn(),
                           TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
@@ -208,19 +206,16 @@ def mirror(c, plan=None, bundle=None, lock=None, images=None, config=None,
     iterable=["node"],
 )
 def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platform=None,
-             source=None, single_archive=False, export=True, deliver=False, node=None,
-             timeout=120, debug=False):
+             source=None, node=None, timeout=120, debug=False, deliver=False, export=True,
+             single_archive=False):
     """Export named, validated image archives for side-loading; optionally deliver them."""
     _verbosity(debug)
     from pathlib import Path
 
-    from rich.table import Table
-
     from airgap import sideload as sl
     from airgap.config import load_plan
-    from airgap.lock import read_lock
     from airgap.nodeset import build_nodes, close_nodes
-    from airgap.render.nodefiles import plan_images
+    from airgap.render.nodefiles import plan_images_locked
 
     if not plan:
         raise Exit("Error: --plan FILE is required (see `invoke sideload --help`)", code=1)
@@ -231,40 +226,23 @@ def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platfo
     with user_errors():
         p = load_plan(plan)
         wanted = sl.plan_platform(p, platform)
-        lock_path = Path(lock) if lock else (Path(bundle) / "images.lock" if bundle else None)
-        locked = read_lock(lock_path) if lock_path and lock_path.is_file() else None
-        if lock and locked is None:
-            raise AirgapError(f"{lock}: images.lock not found",
-                              resolution="Pass the images.lock `invoke prepare` wrote.")
-        refs = plan_images(p, images_file=Path(images) if images else None,
-                           bundle=Path(bundle) if bundle and not lock else None)
-        if locked is not None and not images:
-            refs = sorted({str(r): r for r in [*locked.refs(), *refs]}.values(), key=str)
-        selected = sl.select_images(refs, wanted, lock=locked,
-                                    source=sl.Source.parse(source) if source else None)
+        src = sl.Source.parse(source) if source else None
+        refs, locked = plan_images_locked(p, images_file=Path(images) if images else None,
+                                          bundle=Path(bundle) if bundle else None,
+                                          lock=Path(lock) if lock else None)
+        selected = sl.select_images(refs, wanted, lock=locked, source=src)
         expected = [i.ref.with_digest(i.expected_digest) if i.expected_digest else i.ref
                     for i in selected]
         if export:
             with console.status("exporting") as status:
-                reports = sl.export_images(
-                    selected, out_dir, wanted,
-                    source=sl.Source.parse(source) if source else None,
-                    single_archive=single_archive,
-                    progress=lambda msg: status.update(msg),
-                )
+                reports = sl.export_images(selected, out_dir, wanted, source=src,
+                                           single_archive=single_archive,
+                                           progress=lambda msg: status.update(msg))
         else:
-            archives = sorted(out_dir.glob("*.tar"))
+            archives = sl.archives_in(out_dir)
             with console.status("validating"):
                 reports = sl.validate_archives(archives, expected, wanted)
-        table = Table(title=f"Side-load archives ({wanted}) in {out_dir}")
-        for col in ("archive", "image", "digest", "size"):
-            table.add_column(col)
-        for rep in reports:
-            for n, img in enumerate(rep.images):
-                table.add_row(rep.path.name if n == 0 else "", img.name,
-                              img.digest or "(docker-archive: set on import)",
-                              f"{rep.size / 1e6:.1f} MB" if n == 0 else "")
-        stdout.print(table)
+        stdout.print(sl.archive_table(reports, wanted, out_dir))
         if not deliver:
             return
         nodes = build_nodes(p, only=node or None)
@@ -275,25 +253,12 @@ def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platfo
                                      progress=lambda msg: status.update(msg))
         finally:
             close_nodes(nodes)
-        table = Table(title="Side-load delivery")
-        for col in ("node", "image", "expected", "found", "status"):
-            table.add_column(col)
-        for res in results:
-            if res.error:
-                table.add_row(res.node, "", "", "", f"[red]error: {res.error}[/red]")
-            for row in res.rows:
-                color = "green" if row.ok else ("yellow" if row.status == "pending" else "red")
-                table.add_row(res.node, row.image, row.expected or "-", row.found or "-",
-                              f"[{color}]{row.status}[/{color}]")
-        stdout.print(table)
-        bad = [r.node for r in results if not r.ok and not (
-            r.restart is None and r.error is None)]
-        if bad:
-            raise Exit(f"Error: side-loaded images not confirmed on {', '.join(bad)}", code=1)
-        pending = [r.node for r in results if r.restart is None and r.error is None]
-        if pending:
-            console.print(f"Runtime not installed on {', '.join(pending)}: the archives are "
-                          "imported when containerd first starts (invoke deploy).")
+    stdout.print(sl.delivery_table(results))
+    error, note = sl.delivery_outcome(results)
+    if error:
+        raise Exit(f"Error: {error}", code=1)
+    if note:
+        console.print(note)
 
 
 @task(
