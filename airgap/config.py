@@ -26,7 +26,13 @@ from pydantic import (
 )
 
 from airgap.errors import PlanError
-from airgap.images import ImageRef, merge_images, parse_image_ref, read_image_list
+from airgap.images import (
+    ImageRef,
+    is_repository_path,
+    merge_images,
+    parse_image_ref,
+    read_image_list,
+)
 
 DEFAULT_POD_CIDR = "10.1.0.0/16"
 DEFAULT_SERVICE_CIDR = "10.152.183.0/24"
@@ -490,6 +496,43 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
             resolution=_CA_RESOLUTION,
         )
     return plan
+
+
+def mirror_prefix(plan: Plan, registry: str) -> str:
+    """The nested path below the mirror that holds ``registry``'s images, validated."""
+    assert plan.mirror is not None
+    prefix = plan.mirror.prefix_for(registry).strip("/")
+    if prefix and not is_repository_path(prefix):
+        raise PlanError(
+            f"{plan.source}: mirror.path_prefix {plan.mirror.path_prefix!r} gives {prefix!r} "
+            f"for {registry}, which is not a valid repository path",
+            resolution="Use a prefix of lowercase path components; {registry} cannot be used "
+            "for a registry with a port.",
+        )
+    return prefix
+
+
+def check_mirror_paths(plan: Plan, images: list[ImageRef]) -> None:
+    """Refuse two images of different registries that would land on one mirror path.
+
+    Without {registry} in the prefix, docker.io/foo/bar:1 and quay.io/foo/bar:1 would
+    both become MIRROR/foo/bar:1: one overwrites the other and a node pulls the wrong
+    image with no error.
+    """
+    if plan.mirror is None:
+        return
+    seen: dict[str, ImageRef] = {}
+    for ref in images:
+        prefix = mirror_prefix(plan, ref.registry)
+        key = f"{prefix}/{ref.path}" if prefix else ref.path
+        other = seen.setdefault(key, ref)
+        if other.registry != ref.registry:
+            raise PlanError(
+                f"{plan.source}: mirror.path_prefix: {other} and {ref} would both be "
+                f"mirrored as {key}",
+                resolution="Put {registry} in mirror.path_prefix (e.g. path_prefix: "
+                "'{registry}') so that each upstream registry gets its own path.",
+            )
 
 
 def mirror_credentials(plan: Plan) -> tuple[str, str] | None:

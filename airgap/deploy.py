@@ -36,7 +36,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from airgap.config import CONTAINERD_UNIT, Mode, Plan, Role, mirror_ca_pem
+from airgap.config import CONTAINERD_UNIT, Mode, Plan, Role, check_mirror_paths, mirror_ca_pem
 from airgap.config import Node as PlanNode
 from airgap.errors import AirgapError, CommandError
 from airgap.images import ImageRef, registries
@@ -535,6 +535,7 @@ def deploy(
                 "of upstream registries to write hosts.toml for",
                 resolution="Run `invoke prepare --bundle DIR` to write images.lock.",
             )
+        check_mirror_paths(plan, list(bundle.images))
         hosts_files = render_hosts_files(plan, registries(bundle.images), mirror_ca_pem(plan))
     proxy_files: list[RenderedFile] = []
     if plan.has(Mode.proxy):

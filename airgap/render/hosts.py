@@ -12,7 +12,6 @@ fails at once with "not found".
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -20,8 +19,7 @@ from urllib.parse import urlsplit
 
 import tomli_w
 
-from airgap.config import MirrorSettings, Mode, Plan
-from airgap.errors import PlanError
+from airgap.config import MirrorSettings, Mode, Plan, mirror_prefix
 from airgap.images import upstream_server
 from airgap.render import RenderedFile
 
@@ -32,37 +30,29 @@ else:  # pragma: no cover
 
 CA_FILE_NAME = "ca.crt"
 CAPABILITIES = ["pull", "resolve"]
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PREFIX_RE = re.compile(rf"^(?:{_COMPONENT}(?:/{_COMPONENT})*)?$")
 _HOST_KEYS = {"capabilities", "ca", "client", "skip_verify", "header", "override_path"}
 
 
-def host_dir_name(registry: str) -> str:
-    """The directory containerd looks up for a registry: ``host:port`` when it has a port."""
-    return registry
-
-
-def mirror_endpoint(mirror: MirrorSettings, registry: str) -> tuple[str, bool]:
+def mirror_endpoint(mirror: MirrorSettings, prefix: str) -> tuple[str, bool]:
     """The URL containerd should use for ``registry`` and whether it needs override_path.
 
     With a nested path the URL must name the full API path (``/v2/<prefix>``) and
     ``override_path = true`` stops containerd from appending another ``/v2``.
     """
-    prefix = mirror.prefix_for(registry).strip("/")
-    if not _PREFIX_RE.match(prefix):
-        raise ValueError(
-            f"mirror.path_prefix {mirror.path_prefix!r} gives {prefix!r} for {registry}, "
-            "which is not a valid repository path"
-        )
     base = f"{mirror.scheme}://{mirror.host}"
     if prefix:
         return f"{base}/v2/{prefix}", True
     return base, False
 
 
-def hosts_toml_data(registry: str, mirror: MirrorSettings, *, with_ca: bool) -> dict[str, Any]:
-    """The hosts.toml document for one upstream registry, as data."""
-    url, override = mirror_endpoint(mirror, registry)
+def hosts_toml_data(
+    registry: str, mirror: MirrorSettings, prefix: str = "", *, with_ca: bool
+) -> dict[str, Any]:
+    """The hosts.toml document for one upstream registry, as data.
+
+    ``prefix``: the validated nested path for this registry (config.mirror_prefix).
+    """
+    url, override = mirror_endpoint(mirror, prefix)
     host: dict[str, Any] = {"capabilities": list(CAPABILITIES)}
     if with_ca:
         host["ca"] = CA_FILE_NAME
@@ -84,8 +74,10 @@ def hosts_toml_data(registry: str, mirror: MirrorSettings, *, with_ca: bool) -> 
     return doc
 
 
-def render_hosts_toml(registry: str, mirror: MirrorSettings, *, with_ca: bool) -> str:
-    doc = hosts_toml_data(registry, mirror, with_ca=with_ca)
+def render_hosts_toml(
+    registry: str, mirror: MirrorSettings, prefix: str = "", *, with_ca: bool
+) -> str:
+    doc = hosts_toml_data(registry, mirror, prefix, with_ca=with_ca)
     head = (
         f"# containerd registry config for {registry}, written by k8s-airgap.\n"
         f"# Pulls of {registry}/* go to the mirror {mirror.url}"
@@ -114,15 +106,10 @@ def render_hosts_files(
     for registry in sorted(set(registries)):
         if registry == mirror.host:
             continue
-        directory = f"{plan.k8s.hosts_dir}/{host_dir_name(registry)}"
-        try:
-            content = render_hosts_toml(registry, mirror, with_ca=with_ca)
-        except ValueError as exc:
-            raise PlanError(
-                f"{plan.source}: {exc}",
-                resolution="Use a prefix of lowercase path components; "
-                "{registry} cannot be used for a registry with a port.",
-            ) from None
+        # A registry with a port keeps it in the directory name (host:port, FACTS).
+        directory = f"{plan.k8s.hosts_dir}/{registry}"
+        prefix = mirror_prefix(plan, registry)
+        content = render_hosts_toml(registry, mirror, prefix, with_ca=with_ca)
         out.append(RenderedFile(f"{directory}/hosts.toml", content.encode(), 0o644))
         if with_ca:
             assert ca_pem is not None

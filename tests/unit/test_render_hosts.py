@@ -219,3 +219,24 @@ def test_checker_flags_bad_keys_and_types() -> None:
     assert any("ftp://m" in p and "not a registry URL" in p for p in problems)
     assert any("capabilities" in p for p in problems)
     assert any("override_path" in p for p in problems)
+
+
+def test_two_registries_on_one_mirror_path_are_refused() -> None:
+    """docker.io/foo/bar:1 and quay.io/foo/bar:1 would overwrite each other in the mirror."""
+    from airgap.config import check_mirror_paths, parse_plan
+    from airgap.errors import PlanError
+    from airgap.images import parse_image_ref
+
+    def plan(prefix: str):  # type: ignore[no-untyped-def]
+        return parse_plan({"access": ["mirror"],
+                           "nodes": [{"name": "n1", "address": "10.0.0.1"}],
+                           "mirror": {"url": "http://10.0.0.5:5000", "path_prefix": prefix}},
+                          source="airgap.yaml")
+
+    images = [parse_image_ref("docker.io/foo/bar:1"), parse_image_ref("quay.io/foo/bar:1")]
+    with pytest.raises(PlanError) as err:
+        check_mirror_paths(plan(""), images)
+    assert "docker.io/foo/bar:1 and quay.io/foo/bar:1" in str(err.value)
+    assert "{registry}" in str(err.value)
+    check_mirror_paths(plan("{registry}"), images)
+    check_mirror_paths(plan(""), images[:1])
