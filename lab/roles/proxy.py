@@ -10,14 +10,20 @@ from lab.lxd import LXDNode, wait_command
 from lab.roles import RoleContext, configure_common, internet_mode, trust_lab_ca
 from lab.topology import PROXY_PORT, REGISTRY_HTTP_PORT, REGISTRY_HTTPS_PORT, LabSpec
 
-# Docker Hub serves blobs from other hosts; only needed against the real internet.
-DOCKER_HUB_EXTRA = ("auth.docker.io", "production.cloudflare.docker.com")
+# Registries that serve tokens or blobs from other hosts; only needed against the real
+# internet (the simulated upstream serves everything itself).
+BLOB_HOSTS = {
+    "docker.io": ("auth.docker.io", "production.cloudflare.docker.com"),
+    "ghcr.io": ("pkg-containers.githubusercontent.com",),
+}
 
 
 def allowed_hosts(spec: LabSpec) -> list[str]:
     hosts = list(spec.upstream_hosts)
-    if internet_mode(spec) and "docker.io" in hosts:
-        hosts += DOCKER_HUB_EXTRA
+    if internet_mode(spec):
+        for registry, extra in BLOB_HOSTS.items():
+            if registry in hosts:
+                hosts += extra
     return sorted(set(hosts))
 
 
