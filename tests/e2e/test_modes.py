@@ -34,6 +34,8 @@ class Proof:
 
 @pytest.fixture(scope="module")
 def proof(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Proof:
+    if request.config.getoption("--k8s-snap"):
+        pytest.skip("--k8s-snap: the full proof with the real snap replaces the stand-in proof")
     require_root()
     for tool in ("lxd", "debootstrap", "mksquashfs", "curl"):
         require_binary(tool)
@@ -45,7 +47,7 @@ def proof(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     out = Path(os.environ.get("K8S_AIRGAP_E2E_REPORT_DIR") or tmp_path_factory.mktemp("report"))
     t0 = time.monotonic()
     report = scenario.prove(
-        name=LAB, nodes=2, out=out, k8s_snap=bool(request.config.getoption("--k8s-snap")),
+        name=LAB, nodes=2, out=out, k8s_snap=False,
         root=tmp_path_factory.mktemp("lab"), slot=SLOT,
         progress=lambda m: print(f"{time.monotonic() - t0:6.1f} s  {m}", flush=True),
     )
@@ -149,3 +151,29 @@ def test_k8s_snap_is_refused_where_it_cannot_run() -> None:
     with pytest.raises(AirgapError, match="--k8s-snap: the full proof") as info:
         scenario.prove(name="e2eks", k8s_snap=True, out=Path("/nonexistent"))
     assert blockers[0] in str(info.value)
+
+
+def test_full_proof_with_the_real_k8s_snap(request: pytest.FixtureRequest,
+                                          tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`nox -s e2e -- --k8s-snap`: the real snap, bootstrap, join, every node Ready and a
+    workload pod from an offline image, per mode. Only on a host that can download snaps
+    and run VMs; elsewhere prove() stops naming every missing prerequisite (this test
+    then fails, as asked for: it was requested explicitly)."""
+    if not request.config.getoption("--k8s-snap"):
+        pytest.skip("opt-in: pass --k8s-snap on a host with Snap Store access and LXD VMs")
+    from lab import scenario
+    from lab.report import Report
+
+    out = Path(os.environ.get("K8S_AIRGAP_E2E_REPORT_DIR") or tmp_path_factory.mktemp("report"))
+    r = scenario.prove(name="e2esnp", nodes=2, out=out, k8s_snap=True,
+                       root=tmp_path_factory.mktemp("lab"), slot=SLOT)
+    assert isinstance(r, Report)
+    assert r.errors == [], r.errors
+    assert not r.stand_in and r.real_snap, r.runtime
+    assert r.modes == MODES
+    for mode in MODES:
+        nodes = [c for c in r.cluster if c.mode == mode]
+        assert len(nodes) == 2 and all(c.ready for c in nodes), (mode, nodes)
+        pods = [p for p in r.pods if p.mode == mode]
+        assert pods and all(p.ok for p in pods), (mode, pods)
+    assert r.ok
