@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from invoke import Collection, Context, Exit, task  # type: ignore[attr-defined]
 from rich.console import Console
 from rich.table import Table
 
+from airgap.cli import configure_logging, user_errors
 from airgap.errors import AirgapError
 
 console = Console(stderr=True)
 out = Console()
 
 
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except AirgapError as exc:
-        raise Exit(f"Error: {exc}", code=1) from None
+NO_SLOT = -1
 
 
-def _debug(debug: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+def _slot(slot: int) -> int | None:
+    """--slot: -1 (the default) means the slot recorded in the lab's lab.json."""
+    return None if slot == NO_SLOT else slot
 
 
 def _print(*items: object) -> None:
@@ -42,10 +35,10 @@ def _say(msg: str) -> None:
 @task(help={"debug": "Log every command run."})
 def host(c: Context, debug: bool = False) -> None:
     """Start LXD if it is not running and initialise it (storage pool, default profile)."""
-    _debug(debug)
+    configure_logging(debug)
     from lab import host as lab_host
 
-    with _errors():
+    with user_errors():
         done = lab_host.setup_host()
         ok, why = lab_host.vm_support(lab_host.client())
     for line in done or ["LXD already running and initialised"]:
@@ -57,10 +50,10 @@ def host(c: Context, debug: bool = False) -> None:
             "debug": "Log every command run."})
 def image(c: Context, rebuild: bool = False, debug: bool = False) -> None:
     """Build the lab's base image tarball with debootstrap, or find it cached."""
-    _debug(debug)
+    configure_logging(debug)
     from lab.image import build_image
 
-    with _errors():
+    with user_errors():
         built = build_image(rebuild=rebuild, progress=_say)
     how = "cached" if built.cached else "built"
     out.print(f"{built.alias}: {how} in {built.seconds:.1f} s ({built.tarball})")
@@ -83,14 +76,14 @@ def up(c: Context, name: str = "lab", nodes: int = 2, slot: int = 0,
        instance_type: str = "auto", upstream: str = "", images: str = "",
        image_server: str = "", k8s_snap: bool = False, debug: bool = False) -> None:
     """Bring up (or complete) an air-gapped lab; writes .lab/NAME/airgap.yaml."""
-    _debug(debug)
+    configure_logging(debug)
     import os
 
     from airgap.images import read_image_list
     from lab import lifecycle
     from lab.topology import InstanceType, LabSpec, Runtime, Upstream
 
-    with _errors():
+    with user_errors():
         extra: dict[str, object] = {}
         if images:
             extra["images"] = tuple(r.name for r in read_image_list(images))
@@ -119,29 +112,31 @@ def up(c: Context, name: str = "lab", nodes: int = 2, slot: int = 0,
     out.print(f"lab.up took {res.seconds:.1f} s")
 
 
-@task(help={"name": "Lab name.", "slot": "Address slot (read from .lab/NAME/lab.json if absent).",
+@task(help={"name": "Lab name.",
+            "slot": "Address slot (default: the one in .lab/NAME/lab.json, or its bridge's).",
             "debug": "Log every command run."})
-def down(c: Context, name: str = "lab", slot: str | None = None, debug: bool = False) -> None:
+def down(c: Context, name: str = "lab", slot: int = NO_SLOT, debug: bool = False) -> None:
     """Remove the lab: instances, project, images, bridges, firewall rules, blackhole route."""
-    _debug(debug)
+    configure_logging(debug)
     from lab import lifecycle
 
-    with _errors():
-        spec = lifecycle.spec_from_state(name, slot=None if slot is None else int(slot))
+    with user_errors():
+        spec = lifecycle.spec_from_state(name, slot=_slot(slot))
         res = lifecycle.down(spec, progress=_say)
     out.print(f"lab.down took {res.seconds:.1f} s: " + (", ".join(res.removed) or "nothing left"))
 
 
-@task(help={"name": "Lab name.", "slot": "Address slot (read from lab.json if absent).",
+@task(help={"name": "Lab name.",
+            "slot": "Address slot (default: the one in .lab/NAME/lab.json, or its bridge's).",
             "debug": "Log every command run."})
-def status(c: Context, name: str = "lab", slot: str | None = None,
+def status(c: Context, name: str = "lab", slot: int = NO_SLOT,
            debug: bool = False) -> None:
     """Show the lab's instances, their roles, addresses and services."""
-    _debug(debug)
+    configure_logging(debug)
     from lab import lifecycle
 
-    with _errors():
-        spec = lifecycle.spec_from_state(name, slot=None if slot is None else int(slot))
+    with user_errors():
+        spec = lifecycle.spec_from_state(name, slot=_slot(slot))
         st, rows = lifecycle.status(spec)
     if not rows:
         out.print(f"lab {name}: not up (no project {spec.project})")
@@ -162,9 +157,14 @@ def status(c: Context, name: str = "lab", slot: str | None = None,
             "name": "Lab name."})
 def shell(c: Context, instance: str, name: str = "lab") -> None:
     """Open a shell in a lab instance."""
+    if instance.startswith("-"):
+        # invoke hands a required positional the next word, even --help.
+        out.print("Usage: invoke lab.shell INSTANCE [--name LAB]\n\n  Open a shell in a lab "
+                  "instance: registry, proxy, upstream, bastion or node-N (see lab.status).")
+        return
     from lab import lifecycle
 
-    with _errors():
+    with user_errors():
         spec = lifecycle.spec_from_state(name)
         rc = lifecycle.shell(spec, instance)
     if rc:
@@ -183,13 +183,13 @@ def shell(c: Context, instance: str, name: str = "lab") -> None:
 def prove(c: Context, nodes: int = 2, keep: bool = False, out: str = "reports",
           k8s_snap: bool = False, name: str = "e2e", slot: int = 0, debug: bool = False) -> None:
     """Prove proxy, mirror and sideload end to end in a fresh lab; writes a report."""
-    _debug(debug)
+    configure_logging(debug)
     from pathlib import Path
 
     from lab import scenario
 
     t0 = time.monotonic()
-    with _errors():
+    with user_errors():
         report = scenario.prove(name=name, nodes=int(nodes), out=Path(out), keep=keep,
                                 k8s_snap=k8s_snap, progress=_say, slot=int(slot))
     t = Table(title=f"lab proof: {'PASSED' if report.ok else 'FAILED'}")

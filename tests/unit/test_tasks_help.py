@@ -57,3 +57,10 @@ def test_every_flag_has_help(name: str) -> None:
         assert len(spec_and_help) == 2 and spec_and_help[1].strip(), (
             f"invoke {name} --help: {spec_and_help[0]} has no help text"
         )
+
+
+def test_task_help_form_works_for_every_task() -> None:
+    """`invoke TASK --help` must show help for every task, also one with a positional."""
+    for name in sorted(TASKS):
+        out = invoke(name, "--help")
+        assert "Usage:" in out, (name, out)
