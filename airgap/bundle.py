@@ -215,6 +215,8 @@ def _manifest_snaps(path: Path, raw: object) -> list[SnapEntry]:
                and not (k == "revision" and isinstance(s.get(k), int))]
         if bad or not isinstance(s.get("chain", ""), str):
             key = bad[0] if bad else "chain"
+            if key not in s:
+                raise _malformed(path, f"snaps[{n}]: no {key!r}", shape)
             raise _malformed(path, f"snaps[{n}].{key}", f"a string (an entry is {shape})")
         snaps.append(SnapEntry(
             name=s["name"], revision=str(s["revision"]), channel=s["channel"],

@@ -102,3 +102,24 @@ def test_corrupt_manifest(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(AirgapError, match=r"manifest.json: not valid JSON"):
         read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"files": []}, r"files: expected an object mapping each path"),
+        ({"files": {"a": {"size": "x", "sha256": "0"}}}, r"files\['a'\]: expected \{\"size\""),
+        ({"snaps": [{"name": "k8s"}]}, r"snaps\[0\]: no 'revision': expected \{\"name\""),
+        ({"images": ["docker.io/library/busybox:1"]}, r"images\[0\]: expected \{\"ref\""),
+        ({"images": [{"ref": "Bad Ref", "digest": "sha256:0"}]}, r"images\[0\]\.ref: expected"),
+    ],
+)
+def test_malformed_manifest_says_the_expected_shape(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    data: dict[str, object] = {"version": 1, "files": {}, "snaps": [], "images": []}
+    (tmp_path / "manifest.json").write_text(json.dumps({**data, **change}))
+    with pytest.raises(AirgapError, match=message) as info:
+        read_manifest(tmp_path)
+    assert "Error(" not in str(info.value)  # no Python exception leaks into the message
+    assert info.value.resolution
