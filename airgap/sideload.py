@@ -426,11 +426,15 @@ def export_images(
 ) -> list[ArchiveReport]:
     """Export, validate, and only then move the archives into out_dir (all or nothing)."""
     if not images:
-        raise AirgapError("no images to export")
+        raise AirgapError("no images to export",
+                          resolution="Give an image list (--images), a bundle (--bundle), "
+                          "or images: in the plan.")
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     expected = [i.ref.with_digest(i.expected_digest) if i.expected_digest else i.ref
                 for i in images]
     work = Path(tempfile.mkdtemp(prefix=".sideload-", dir=out_dir))
+    ok = False
     try:
         if single_archive:
             built = [_build_single(images, work, platform, source, progress)]
@@ -452,9 +456,13 @@ def export_images(
             rep.path.replace(dest)
             final.append(ArchiveReport(dest, rep.format, rep.images, rep.size,
                                        rep.blob_count, rep.blob_bytes))
+        ok = True
         return final
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if created and not ok:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()  # a failed export leaves no trace, not even an empty --out
 
 
 def _build_single(
