@@ -175,7 +175,8 @@ def mirror(c, plan=None, bundle=None, lock=None, images=None, config=None,
         try:
             with Progress(TextColumn("{task.description}"), BarColumn(),
                           TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                          console=console, transient=False) as progress:
+                          console=console, transient=False,
+                          disable=not console.is_terminal) as progress:
                 report = mirror_images(p, refs, lock=locked, upstreams=ups,
                                        config_out=Path(config) if config else None,
                                        parallel=int(parallel), progress=progress)
