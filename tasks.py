@@ -232,8 +232,7 @@ def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platfo
                                           bundle=Path(bundle) if bundle else None,
                                           lock=Path(lock) if lock else None)
         selected = sl.select_images(refs, wanted, lock=locked, source=src)
-        expected = [i.ref.with_digest(i.expected_digest) if i.expected_digest else i.ref
-                    for i in selected]
+        expected = sl.expected_refs(selected)
         if export:
             with console.status("exporting") as status:
                 reports = sl.export_images(selected, out_dir, wanted, source=src,

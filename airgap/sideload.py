@@ -164,13 +164,17 @@ def select_images(
     return out
 
 
+def expected_refs(images: Sequence[SideloadImage]) -> list[ImageRef]:
+    """What validate_archives expects: each name, with the digest the runtime records
+    when it is known."""
+    return [i.ref.with_digest(i.expected_digest) if i.expected_digest else i.ref
+            for i in images]
+
+
 def expected_from_lock(lock: ImageLock, platform: str) -> list[ImageRef]:
     """What validate_archive should expect for a bundle: names with the digests the
     runtime records for ``platform``."""
-    return [
-        i.ref.with_digest(i.expected_digest) if i.expected_digest else i.ref
-        for i in select_images(lock.refs(), platform, lock=lock)
-    ]
+    return expected_refs(select_images(lock.refs(), platform, lock=lock))
 
 
 # -- validation ------------------------------------------------------------------------
@@ -431,8 +435,7 @@ def export_images(
                           "or images: in the plan.")
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    expected = [i.ref.with_digest(i.expected_digest) if i.expected_digest else i.ref
-                for i in images]
+    expected = expected_refs(images)
     work = Path(tempfile.mkdtemp(prefix=".sideload-", dir=out_dir))
     ok = False
     try:
