@@ -6,36 +6,18 @@ an AirgapError into a clean message and a non-zero exit (never a traceback).
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from invoke import Collection, Exit, task
 from rich.console import Console
 
-from airgap.errors import AirgapError
+from airgap.cli import configure_logging, user_errors
 
 console = Console(stderr=True)
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn AirgapError into `Error: ...` on stderr and exit 1."""
-    try:
-        yield
-    except AirgapError as exc:
-        raise Exit(f"Error: {exc}", code=1) from None
-
-
-def _verbosity(debug: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
 
 
 @task(help={"debug": "Log every command run (secrets are never logged)."})
 def version(c, debug=False):
     """Print the k8s-airgap version and the tools it finds."""
-    _verbosity(debug)
+    configure_logging(debug)
     from airgap import __version__
     from airgap.tools import check_tools
 
@@ -56,7 +38,7 @@ def version(c, debug=False):
 )
 def render(c, plan=None, out=None, images=None, bundle=None, debug=False):
     """Write every file the plan puts on each node (and the connected side) into a folder."""
-    _verbosity(debug)
+    configure_logging(debug)
     from pathlib import Path
 
     from rich.console import Console as _Console
@@ -111,7 +93,7 @@ def init(c, out="airgap.yaml", mode="mirror", force=False):
 )
 def tools(c, force=False, check=False, debug=False):
     """Install the pinned regsync and regctl (go install) into .bin/ and check their versions."""
-    _verbosity(debug)
+    configure_logging(debug)
     from rich.table import Table
 
     from airgap import tools as _tools
@@ -147,7 +129,7 @@ def tools(c, force=False, check=False, debug=False):
 def mirror(c, plan=None, bundle=None, lock=None, images=None, config=None,
            insecure_upstream=None, upstream_ca=None, parallel=6, debug=False):
     """Copy every image into the private mirror with regsync, then verify each by digest."""
-    _verbosity(debug)
+    configure_logging(debug)
     from pathlib import Path
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -210,7 +192,7 @@ def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platfo
              source=None, node=None, timeout=120, debug=False, deliver=False, export=True,
              single_archive=False):
     """Export named, validated image archives for side-loading; optionally deliver them."""
-    _verbosity(debug)
+    configure_logging(debug)
     from pathlib import Path
 
     from airgap import sideload as sl
@@ -273,7 +255,7 @@ def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platfo
 )
 def preflight(c, plan=None, bundle=None, node=None, debug=False):
     """Check every node before install: route, ports, proxy/mirror, disk, snapd, clock."""
-    _verbosity(debug)
+    configure_logging(debug)
     from pathlib import Path
 
     from rich.console import Console as _Console
@@ -314,7 +296,7 @@ def preflight(c, plan=None, bundle=None, node=None, debug=False):
 )
 def deploy(c, plan=None, bundle=None, node=None, timeout=900, debug=False):
     """Install k8s from the bundle, configure the runtime, bootstrap, join, wait for Ready."""
-    _verbosity(debug)
+    configure_logging(debug)
     from pathlib import Path
 
     from rich.console import Console as _Console
@@ -365,7 +347,7 @@ def deploy(c, plan=None, bundle=None, node=None, timeout=900, debug=False):
 def prepare(c, plan=None, bundle=None, from_=None, trusted_root=None, no_signature_check=False,
             refresh_images=False, debug=False):
     """Build the bundle that crosses the gap: snaps + assertions, images.lock, manifest."""
-    _verbosity(debug)
+    configure_logging(debug)
     from pathlib import Path
 
     from rich.table import Table
@@ -415,7 +397,7 @@ def prepare(c, plan=None, bundle=None, from_=None, trusted_root=None, no_signatu
 )
 def verify(c, bundle=None, trusted_root=None, no_signature_check=False, debug=False):
     """Re-check a bundle against its manifest and every snap against its assertions."""
-    _verbosity(debug)
+    configure_logging(debug)
     from pathlib import Path
 
     from rich.table import Table
