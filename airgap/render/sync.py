@@ -16,14 +16,13 @@ Built as data and written with pyyaml, never by pasting strings.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from airgap.config import Plan, mirror_ca_pem
+from airgap.config import Plan, mirror_ca_pem, mirror_prefix
 from airgap.errors import AirgapError, PlanError
 from airgap.images import ImageRef
 from airgap.render import RenderedFile
@@ -33,8 +32,6 @@ DEFAULT_PARALLEL = 6
 MIRROR_ENV = "MIRROR"
 USERNAME_ENV = "USERNAME"
 PASSWORD_ENV = "PASSWORD"
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPO_PREFIX_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _MIRROR_TEMPLATE = '{{ env "MIRROR" }}'
 _HEADER = (
     "# regsync configuration written by k8s-airgap (invoke mirror / invoke render).\n"
@@ -67,14 +64,7 @@ def mirror_path(plan: Plan, ref: ImageRef) -> str:
     if plan.mirror is None:
         raise PlanError(f"{plan.source}: no mirror: section",
                         resolution="Add mirror: (url, and optionally path_prefix, ca_file).")
-    prefix = plan.mirror.prefix_for(ref.registry).strip("/")
-    if prefix and not _REPO_PREFIX_RE.match(prefix):
-        raise PlanError(
-            f"{plan.source}: mirror.path_prefix {plan.mirror.path_prefix!r} gives {prefix!r} "
-            f"for {ref.registry}, which is not a valid repository path",
-            resolution="Use a prefix of lowercase path components; {registry} cannot be used "
-            "for a registry with a port.",
-        )
+    prefix = mirror_prefix(plan, ref.registry)
     target = ImageRef(ref.registry, ref.repository, ref.tag, None if ref.tag else ref.digest)
     below = target.path
     return f"{prefix}/{below}" if prefix else below
