@@ -462,10 +462,12 @@ class ClusterNode:
     name: str
     addresses: frozenset[str]
     ready: bool
+    version: str = ""  # kubelet's version
+    images: tuple[tuple[str, ...], ...] = ()  # status.images[].names, as kubelet reports them
 
 
 def parse_nodes(text: str) -> list[ClusterNode]:
-    """`kubectl get node -o json` -> names, addresses and Ready condition."""
+    """`kubectl get node -o json` -> names, addresses, Ready, kubelet version, images."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError:
@@ -478,11 +480,15 @@ def parse_nodes(text: str) -> list[ClusterNode]:
             for c in status.get("conditions", [])
         )
         addrs = frozenset(a.get("address", "") for a in status.get("addresses", []))
-        out.append(ClusterNode(item.get("metadata", {}).get("name", ""), addrs, ready))
+        out.append(ClusterNode(
+            item.get("metadata", {}).get("name", ""), addrs, ready,
+            status.get("nodeInfo", {}).get("kubeletVersion", ""),
+            tuple(tuple(i.get("names", [])) for i in status.get("images", [])),
+        ))
     return out
 
 
-def _member(spec: PlanNode, members: Sequence[ClusterNode]) -> ClusterNode | None:
+def cluster_member(spec: PlanNode, members: Sequence[ClusterNode]) -> ClusterNode | None:
     """The cluster's node for a plan node: by name, else by its address (hostnames may differ)."""
     for m in members:
         if m.name == spec.name:
@@ -636,7 +642,7 @@ def _cluster(
         if run.skip_reason:
             run.report.add("join", StepStatus.skipped, run.skip_reason)
             continue
-        if _member(run.spec, members) is not None:
+        if cluster_member(run.spec, members) is not None:
             run.report.add("join", StepStatus.done, "already a cluster member")
             continue
         joinable.append(run)
@@ -720,7 +726,7 @@ def _wait_ready(
     while True:
         last = _cluster_nodes(boot)
         for name, run in list(pending.items()):
-            m = _member(run.spec, last)
+            m = cluster_member(run.spec, last)
             if m is not None and m.ready:
                 run.report.add("ready", StepStatus.done, f"Ready after {clock() - start:.0f} s")
                 del pending[name]
@@ -730,7 +736,7 @@ def _wait_ready(
             progress(name, "waiting for Ready")
         sleep(poll)
     for run in pending.values():
-        m = _member(run.spec, last)
+        m = cluster_member(run.spec, last)
         seen = "listed, not Ready" if m is not None else "not listed"
         exc = AirgapError(
             f"{run.spec.name}: not Ready after {timeout:.0f} s ({seen})",

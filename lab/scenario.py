@@ -77,6 +77,7 @@ from airgap.config import (
     parse_plan,
 )
 from airgap.cri import CRIClient
+from airgap.deploy import ClusterNode, cluster_member, parse_nodes
 from airgap.errors import AirgapError
 from airgap.fileio import write_atomic
 from airgap.images import DOCKER_HUB, parse_image_ref
@@ -743,54 +744,16 @@ def real_deploy_problems(dep: deploy_mod.DeployReport) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
-class KubeNode:
-    name: str
-    addresses: frozenset[str]
-    ready: bool
-    version: str
-    images: tuple[tuple[str, ...], ...]  # status.images[].names, as kubelet reports them
-
-
-def parse_kube_nodes(text: str) -> list[KubeNode]:
-    """`k8s kubectl get node -o json`: Ready, kubelet version and the runtime's images."""
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError:
-        return []
-    out = []
-    for item in doc.get("items", []):
-        status = item.get("status", {})
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True"
-                    for c in status.get("conditions", []))
-        out.append(KubeNode(
-            item.get("metadata", {}).get("name", ""),
-            frozenset(a.get("address", "") for a in status.get("addresses", [])),
-            ready,
-            status.get("nodeInfo", {}).get("kubeletVersion", ""),
-            tuple(tuple(i.get("names", [])) for i in status.get("images", [])),
-        ))
-    return out
-
-
-def kube_node_for(plan_node: Any, members: Sequence[KubeNode]) -> KubeNode | None:
-    """By name, else by address (the VM's hostname may differ from the plan's name)."""
-    for m in members:
-        if m.name == plan_node.name:
-            return m
-    return next((m for m in members if plan_node.address in m.addresses), None)
-
-
 def kubectl(node: Node, *args: str, check: bool = True, timeout: float = KUBECTL_TIMEOUT
             ) -> Any:
     return node.run(["k8s", "kubectl", *args], check=check, timeout=timeout)
 
 
-def cluster_records(mode: Mode, plan: Plan, members: Sequence[KubeNode]
+def cluster_records(mode: Mode, plan: Plan, members: Sequence[ClusterNode]
                     ) -> list[ClusterNodeRecord]:
     rows = []
     for pn in plan.nodes:
-        m = kube_node_for(pn, members)
+        m = cluster_member(pn, members)
         if m is None:
             rows.append(ClusterNodeRecord(mode.value, pn.name, False,
                                           detail="not listed by kubectl get node"))
@@ -895,7 +858,7 @@ def workload_pull(pod: PodRecord, expected: str, recorded: Mapping[str, str] | N
                       seconds=pod.seconds, detail=detail)
 
 
-def cluster_image_pulls(mode: Mode, node: str, kube: KubeNode, expected: Mapping[str, str],
+def cluster_image_pulls(mode: Mode, node: str, kube: ClusterNode, expected: Mapping[str, str],
                         skip: set[str], recorded: Mapping[str, str] | None
                         ) -> tuple[list[PullRecord], list[str]]:
     """The images.lock images kubelet reports in the node's runtime (the cluster pulled
@@ -1017,7 +980,7 @@ def _run_real(spec: LabSpec, report: Report, steps: _Steps, work: Path, root: Pa
                 raise AirgapError(f"{mode.value}: deploy did not bring the real snap up: "
                                   + "; ".join(problems))
         with steps.step(f"{mode.value}: k8s kubectl get node -o json") as row:
-            members = parse_kube_nodes(kubectl(boot, "get", "node", "-o", "json").stdout)
+            members = parse_nodes(kubectl(boot, "get", "node", "-o", "json").stdout)
             rows_c = cluster_records(mode, plan, members)
             report.cluster += rows_c
             row["detail"] = ", ".join(f"{c.node}={'Ready' if c.ready else 'NOT Ready'} "
@@ -1028,7 +991,7 @@ def _run_real(spec: LabSpec, report: Report, steps: _Steps, work: Path, root: Pa
         with steps.step(f"{mode.value}: a workload pod per node ({image}, pulled offline)"
                         ) as row:
             for pn in plan.nodes:
-                kube = kube_node_for(pn, members)
+                kube = cluster_member(pn, members)
                 assert kube is not None  # every node is Ready, so listed
                 pod = run_workload_pod(boot, mode, pn.name, kube.name, image)
                 report.pods.append(pod)
@@ -1038,10 +1001,10 @@ def _run_real(spec: LabSpec, report: Report, steps: _Steps, work: Path, root: Pa
             row["detail"] = ", ".join(f"{p.node}: {p.phase}" for p in rows_p)
         with steps.step(f"{mode.value}: the cluster's own images in each node's runtime"
                         ) as row:
-            members = parse_kube_nodes(kubectl(boot, "get", "node", "-o", "json").stdout)
+            members = parse_nodes(kubectl(boot, "get", "node", "-o", "json").stdout)
             unused: set[str] = set()
             for pn in plan.nodes:
-                kube = kube_node_for(pn, members)
+                kube = cluster_member(pn, members)
                 if kube is None:
                     continue
                 recorded = runtime_digests(nodes[pn.name]) if mode is Mode.sideload else None
