@@ -19,32 +19,19 @@ from typing import Any
 
 import pytest
 
-from airgap import tools
 from airgap.config import Plan, parse_plan
-from airgap.errors import AirgapError
 from airgap.images import ImageRef, parse_image_ref
 from airgap.mirror import MirrorError, RegistryAccessError, Status, mirror_images
 from airgap.render.sync import RegistryAccess
 from lab.ocibuild import Builder
 from tests.support.ocibuild import layout_tag, make_test_images, push_layout, regctl_for
+from tests.support.regclient import private_regclient_home  # noqa: F401 (autouse)
 from tests.support.registry import Registry, TestCA
-from tests.support.require import need, require_root
+from tests.support.require import require_root
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def private_regclient_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("DOCKER_CONFIG", str(home / ".docker"))
-    try:
-        tools.find_tool("regsync")
-    except AirgapError as exc:
-        need(False, f"regsync not installed ({exc}); run `invoke tools`")
 
 
 def make_plan(mirror: Registry, tmp_path: Path, **extra: Any) -> Plan:

@@ -20,7 +20,7 @@ import yaml
 from airgap import tools
 from airgap.config import Plan, parse_plan
 from airgap.cri import CRIClient
-from airgap.errors import AirgapError, CommandError
+from airgap.errors import CommandError
 from airgap.images import ImageRef, parse_image_ref, registries
 from airgap.lock import ImageLock, LockedImage
 from airgap.mirror import MirrorReport, Status, mirror_images
@@ -28,27 +28,14 @@ from airgap.render.hosts import render_hosts_files
 from airgap.render.sync import RegistryAccess, mirror_path, render_sync_images
 from tests.support.containerd import Containerd
 from tests.support.ocibuild import make_test_images
+from tests.support.regclient import private_regclient_home  # noqa: F401 (autouse)
 from tests.support.registry import Registry, TestCA
-from tests.support.require import need
 
 pytestmark = pytest.mark.integration
 
 NAMES = ["app/one:1", "app/two:1", "tools/three:2"]
 MULTI = "test/multi:1"
 USER, PASSWORD = "mirror-user", "mirror-pass-123"
-
-
-@pytest.fixture(autouse=True)
-def private_regclient_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """regsync/regctl must never read or write the user's ~/.docker or ~/.regctl."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("DOCKER_CONFIG", str(home / ".docker"))
-    try:
-        tools.find_tool("regsync")
-    except AirgapError as exc:
-        need(False, f"regsync not installed ({exc}); run `invoke tools`")
 
 
 @pytest.fixture
