@@ -39,11 +39,14 @@ def proxy_environment(plan: Plan) -> list[tuple[str, str]]:
     """The variables for containerd's environment, upper case first, then lower case."""
     if plan.proxy is None:
         return []
+    # Registries are https: a plan that names only proxy.http (a squid usually does
+    # both) must still set HTTPS_PROXY, or containerd pulls directly and fails.
     pairs: list[tuple[str, str]] = []
     if plan.proxy.http:
         pairs.append(("HTTP_PROXY", plan.proxy.http))
-    if plan.proxy.https:
-        pairs.append(("HTTPS_PROXY", plan.proxy.https))
+    https = plan.proxy.https or plan.proxy.http
+    assert https is not None
+    pairs.append(("HTTPS_PROXY", https))
     pairs.append(("NO_PROXY", ",".join(no_proxy_entries(plan))))
     return pairs + [(k.lower(), v) for k, v in pairs]
 

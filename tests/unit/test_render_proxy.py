@@ -126,3 +126,12 @@ def test_plan_without_proxy_is_a_programming_error() -> None:
     plan = parse_plan({"access": ["sideload"], "nodes": [{"name": "n", "address": "10.0.0.1"}]})
     with pytest.raises(ValueError, match="no proxy"):
         render_proxy_dropin(plan)
+
+
+def test_an_http_only_proxy_also_serves_https() -> None:
+    """Registries are https: a plan with only proxy.http must still set HTTPS_PROXY."""
+    from airgap.render.proxy import proxy_environment
+
+    env = dict(proxy_environment(plan_with(proxy={"http": "http://squid.internal:3128"})))
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        assert env[key] == "http://squid.internal:3128", key
