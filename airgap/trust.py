@@ -12,6 +12,11 @@ Wire formats (snapd's asserts package, RFC 4880):
 - account-key body: base64 of 0x01 + one OpenPGP v4 public-key packet; its id
   (public-key-sha3-384) is the unpadded base64url SHA3-384 of those decoded bytes.
 Only that profile is accepted; anything else is rejected with the reason.
+
+A chain that reaches the root is not enough: like snapd (asserts/*.go
+checkConsistency, ``db.IsTrustedAccount(authority-id)``), the assertion types in
+DIRECTLY_TRUSTED must have an authority-id that is a trusted root's account, or any
+developer key the store certified could sign a snap-declaration or snap-revision.
 """
 
 from __future__ import annotations
@@ -47,6 +52,19 @@ HASH_SHA512 = 10
 SUBPACKET_ISSUER = 16
 MAX_CHAIN = 8
 MIN_RSA_BITS = 2048
+# Types snapd's checkConsistency refuses unless authority-id is a trusted account
+# ("... is not signed by a directly trusted authority" / "is not signed by a store").
+DIRECTLY_TRUSTED = frozenset(
+    {
+        "account",
+        "account-key",
+        "snap-declaration",
+        "snap-revision",
+        "base-declaration",
+        "store",
+        "repair",
+    }
+)
 
 
 class TrustError(AirgapError):
@@ -387,6 +405,25 @@ class TrustStore:
     def describe_roots(self) -> str:
         return ", ".join(k.short for k in self.roots.values())
 
+    @property
+    def trusted_accounts(self) -> frozenset[str]:
+        """snapd's trusted set: the accounts of the roots (``canonical`` by default)."""
+        return frozenset(k.account_id for k in self.roots.values())
+
+    def _check_authority(self, assertion: Assertion, authority: str) -> None:
+        """snapd refuses these types from any account but a root's, chain or no chain."""
+        kind = assertion.get("type")
+        if kind not in DIRECTLY_TRUSTED or authority in self.trusted_accounts:
+            return
+        trusted = ", ".join(repr(a) for a in sorted(self.trusted_accounts))
+        raise TrustError(
+            f"{assertion.where}: {kind} is not signed by a directly trusted authority: "
+            f"authority-id {authority!r}, but snapd accepts a {kind} only from the trusted "
+            f"root's account ({trusted})",
+            resolution="Use the .assert exactly as `snap download` wrote it; for a brand store "
+            "pass its root with --trusted-root.",
+        )
+
     def add(self, assertions: Iterable[Assertion]) -> None:
         """Offer account-keys (from a stream) that may sign other assertions."""
         for a in assertions:
@@ -422,6 +459,7 @@ class TrustStore:
                 f"{when.isoformat()} (valid {signer.since.isoformat()} to {until})"
             )
         check_signature(assertion, signer.key, signer.issuers)
+        self._check_authority(assertion, authority)
         return Chain(assertion=assertion, keys=(*parents, signer))
 
     def _chained_key(

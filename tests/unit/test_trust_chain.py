@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from airgap.assertions import AssertionError_, parse_stream, read_stream
-from airgap.trust import TrustError, TrustStore, account_key, verify_chains
+from airgap.assertions import AssertionError_, HeaderValue, parse_stream, read_stream
+from airgap.trust import Chain, TrustError, TrustStore, account_key, verify_chains
 from tests.support.snapbuild import (
+    TIMESTAMP,
     TestAuthority,
+    TestKey,
     account_key_assertion,
     encode_assertion,
     join_stream,
+    new_key,
     shared_authority,
 )
 
@@ -225,3 +228,117 @@ def test_real_stream_is_read_from_files() -> None:
         DATA / "hello-world_29.snap-revision.assert"
     )
     assert verify_chains(stream, trust)[-1].describe() == "root -> store -> snap-revision"
+
+
+DEVELOPER = "some-developer"
+
+
+def _developer_chain(auth: TestAuthority) -> tuple[TestKey, bytes]:
+    """root -> store -> a developer's account-key, every signature valid (as the store
+    certifies developer keys for snap-build and validation assertions)."""
+    dev = new_key("dev-key", DEVELOPER)
+    return dev, account_key_assertion(dev, auth.store)
+
+
+def _developer_signed(auth: TestAuthority, headers: dict[str, HeaderValue]) -> list[Chain]:
+    trust = TrustStore.from_assertions(parse_stream(auth.root_assertion, "root"))
+    dev, dev_key = _developer_chain(auth)
+    forged = encode_assertion({**headers, "authority-id": DEVELOPER}, dev)
+    stream = parse_stream(join_stream([auth.store_assertion, dev_key, forged]), "forged.assert")
+    return verify_chains(stream, trust)
+
+
+def test_developer_key_chain_itself_verifies() -> None:
+    """The developer account-key is signed by the root's account, so it is accepted; only
+    what it signs is limited."""
+    auth = shared_authority()
+    trust = TrustStore.from_assertions(parse_stream(auth.root_assertion, "root"))
+    _, dev_key = _developer_chain(auth)
+    stream = parse_stream(join_stream([auth.store_assertion, dev_key]), "dev.assert")
+    assert [c.describe() for c in verify_chains(stream, trust)] == [
+        "root -> account-key",
+        "root -> store -> account-key",
+    ]
+
+
+def test_snap_revision_signed_by_developer_key_is_refused() -> None:
+    auth = shared_authority()
+    headers: dict[str, HeaderValue] = {
+        "type": "snap-revision",
+        "snap-sha3-384": "x" * 64,
+        "developer-id": DEVELOPER,
+        "snap-id": "k8s-snap-id-" + "x" * 20,
+        "snap-revision": "9999",
+        "snap-size": "4",
+        "timestamp": TIMESTAMP,
+    }
+    with pytest.raises(
+        TrustError,
+        match=r"forged.assert: assertion 3 \(snap-revision.*\): snap-revision is not signed by "
+        r"a directly trusted authority: authority-id 'some-developer'.*'test-authority'",
+    ):
+        _developer_signed(auth, headers)
+
+
+def test_snap_declaration_signed_by_developer_key_is_refused() -> None:
+    auth = shared_authority()
+    headers: dict[str, HeaderValue] = {
+        "type": "snap-declaration",
+        "revision": "1",
+        "series": "16",
+        "snap-id": "k8s-snap-id-" + "x" * 20,
+        "publisher-id": DEVELOPER,
+        "snap-name": "k8s",
+        "timestamp": TIMESTAMP,
+    }
+    with pytest.raises(
+        TrustError,
+        match=r"forged.assert: assertion 3 \(snap-declaration.*\): snap-declaration is not "
+        r"signed by a directly trusted authority: authority-id 'some-developer'",
+    ):
+        _developer_signed(auth, headers)
+
+
+def test_account_key_certified_by_developer_key_is_refused() -> None:
+    """A developer key cannot certify further keys: the account-key it signs is refused,
+    and so is anything that key signs, whatever its authority-id claims."""
+    auth = shared_authority()
+    trust = TrustStore.from_assertions(parse_stream(auth.root_assertion, "root"))
+    dev, dev_key = _developer_chain(auth)
+    sub = new_key("sub", DEVELOPER)
+    sub_key = account_key_assertion(sub, dev)
+    stream = parse_stream(join_stream([auth.store_assertion, dev_key, sub_key]), "sub.assert")
+    with pytest.raises(
+        TrustError,
+        match=r"sub.assert: assertion 3 \(account-key.*\): account-key is not signed by a "
+        r"directly trusted authority: authority-id 'some-developer'",
+    ):
+        verify_chains(stream, trust)
+
+
+def test_other_assertion_types_may_come_from_a_certified_developer() -> None:
+    """snapd lets non-store types (snap-build, validation...) come from any certified
+    account; only the types in DIRECTLY_TRUSTED are limited to the root's account."""
+    auth = shared_authority()
+    chains = _developer_signed(auth, {"type": "snap-build", "timestamp": TIMESTAMP})
+    assert chains[-1].describe() == "root -> store -> dev-key -> snap-build"
+
+
+def test_trusted_accounts_are_the_roots_accounts() -> None:
+    assert TrustStore.default().trusted_accounts == {"canonical"}
+    lab = TrustStore.from_assertions(parse_stream(shared_authority().root_assertion))
+    assert lab.trusted_accounts == {"test-authority"}
+
+
+def test_lab_standin_set_verifies_with_its_own_root(tmp_path: Path) -> None:
+    from lab.standin import Authority
+
+    auth = Authority.create()
+    trust = TrustStore.from_assertions(parse_stream(auth.root_assertion, "lab-root"))
+    snap = tmp_path / "k8s.snap"
+    snap.write_bytes(b"stand-in")
+    chains = verify_chains(parse_stream(auth.assert_for(snap, "k8s"), "k8s.assert"), trust)
+    assert [c.describe() for c in chains][1:] == [
+        "root -> store -> snap-declaration",
+        "root -> store -> snap-revision",
+    ]
