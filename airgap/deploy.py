@@ -36,7 +36,15 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from airgap.config import CONTAINERD_UNIT, Mode, Plan, Role, check_mirror_paths, mirror_ca_pem
+from airgap.config import (
+    CONTAINERD_UNIT,
+    SIDELOAD_DIR,
+    Mode,
+    Plan,
+    Role,
+    check_mirror_paths,
+    mirror_ca_pem,
+)
 from airgap.config import Node as PlanNode
 from airgap.errors import AirgapError, CommandError
 from airgap.images import ImageRef, registries
@@ -156,17 +164,18 @@ def read_bundle(root: Path) -> Bundle:
             f"{root}: bundle directory not found",
             resolution="Pass --bundle DIR, the directory `invoke prepare --bundle DIR` wrote.",
         )
-    snaps: list[BundleSnap] = []
-    for snap in sorted((root / "snaps").glob("*.snap")):
-        assertion = snap.with_suffix(".assert")
-        if not assertion.is_file():
-            raise AirgapError(
-                f"{snap}: no {assertion.name} next to it",
-                resolution="Snaps cannot be installed offline without their assertions; "
-                "download both with `invoke prepare` (snap download writes them).",
-            )
-        m = _REVISION_RE.search(assertion.read_text(errors="replace"))
-        snaps.append(BundleSnap(snap.stem, snap, assertion, m.group(1) if m else None))
+    snaps = _manifest_snaps(root)
+    if not snaps:
+        for snap in sorted((root / "snaps").glob("*.snap")):
+            assertion = snap.with_suffix(".assert")
+            if not assertion.is_file():
+                raise AirgapError(
+                    f"{snap}: no {assertion.name} next to it",
+                    resolution="Snaps cannot be installed offline without their assertions; "
+                    "download both with `invoke prepare` (snap download writes them).",
+                )
+            m = _REVISION_RE.search(assertion.read_text(errors="replace"))
+            snaps.append(BundleSnap(snap.stem, snap, assertion, m.group(1) if m else None))
     snaps.sort(key=lambda s: _snap_order(s.name))
     archives = sorted((root / "images").glob("*.tar"))
     images: list[ImageRef] = []
@@ -176,6 +185,26 @@ def read_bundle(root: Path) -> Bundle:
 
         images = read_lock(lock).refs()
     return Bundle(root, snaps, archives, images)
+
+
+def _manifest_snaps(root: Path) -> list[BundleSnap]:
+    """The snaps manifest.json names: a stale snaps/*.snap left by an earlier prepare
+    (an old base, say) is verified by nobody and must never be installed."""
+    if not (root / "manifest.json").is_file():
+        return []
+    from airgap.bundle import read_manifest
+
+    out = []
+    for entry in read_manifest(root).snaps:
+        snap, assertion = root / entry.file, root / entry.assertion
+        for f in (snap, assertion):
+            if not f.is_file():
+                raise AirgapError(
+                    f"{f}: named in {root / 'manifest.json'} but missing",
+                    resolution="Copy the whole bundle again, or re-run `invoke prepare`.",
+                )
+        out.append(BundleSnap(entry.name, snap, assertion, entry.revision or None))
+    return out
 
 
 def _sha256(path: Path) -> str:
@@ -200,11 +229,15 @@ def _archive_images(archives: tuple[Path, ...], platform: str) -> dict[str, str 
     return {img.name: img.digest for rep in reports for img in rep.images}
 
 
-def _default_deliver(plan: Plan, node: Node, archives: Sequence[Path]) -> bool:
-    """Side-load unless every archived image is already in the runtime with its digest.
+# What the side-load hook did on a node.
+PRESENT = "present"  # every archived image already in the runtime; nothing sent
+DELIVERED = "delivered"  # archives copied, containerd restarted, images confirmed
+PENDING = "pending"  # archives copied; containerd is not running yet (real snap before
+# bootstrap/join): the snap imports them when bootstrap or join starts it
 
-    True when archives were delivered (deliver restarts the runtime itself).
-    """
+
+def _default_deliver(plan: Plan, node: Node, archives: Sequence[Path]) -> str:
+    """Side-load unless every archived image is already in the runtime with its digest."""
     from airgap import sideload
 
     want = _archive_images(tuple(archives), sideload.plan_platform(plan, None))
@@ -212,15 +245,42 @@ def _default_deliver(plan: Plan, node: Node, archives: Sequence[Path]) -> bool:
     res = node.run([*ctr, "-n", "k8s.io", "images", "ls"], check=False, timeout=60)
     found = sideload.parse_ctr_images(res.stdout) if res.ok else {}
     if want and all(n in found and d in (None, found[n]) for n, d in want.items()):
-        return False
+        return PRESENT
     [result] = sideload.deliver(plan, [node], archives)
+    if result.pending:
+        return PENDING
     if not result.ok:
         bad = [f"{r.image}: {r.status}" for r in result.rows if not r.ok]
         raise AirgapError(
             f"{node.name}: side-loading failed: {result.error or ', '.join(bad[:3])}",
             resolution="Check the archives with `invoke sideload --check`, then run deploy again.",
         )
-    return True
+    return DELIVERED
+
+
+def _default_confirm(
+    plan: Plan,
+    node: Node,
+    archives: Sequence[Path],
+    timeout: float,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+) -> tuple[StepStatus, str]:
+    """After bootstrap/join started containerd: did it import every side-loaded image?"""
+    from airgap import sideload
+
+    want = _archive_images(tuple(archives), sideload.plan_platform(plan, None))
+    rows = sideload.confirm_images(node, want, timeout=timeout, sleep=sleep, clock=clock)
+    bad = [f"{r.image}: {r.status}" for r in rows if not r.ok]
+    if bad:
+        raise AirgapError(
+            f"{node.name}: side-loaded images not in the runtime after {timeout:.0f} s: "
+            + ", ".join(bad[:3]) + (" ..." if len(bad) > 3 else ""),
+            resolution=f"On {node.name}: `ls {SIDELOAD_DIR}` (imported archives are "
+            "renamed *.tar.loaded) and `journalctl -u snap.k8s.containerd`; check the archives "
+            "with `invoke sideload --check`, then run deploy again.",
+        )
+    return StepStatus.done, f"{len(rows)} image(s) imported into k8s.io, digests checked"
 
 
 # --- one node's preparation ---------------------------------------------------------
@@ -265,7 +325,7 @@ class _Context:
     local_sums: dict[Path, str]
     hosts_files: list[RenderedFile]
     proxy_files: list[RenderedFile]
-    deliver: Callable[[Plan, Node, Sequence[Path]], bool]
+    deliver: Callable[[Plan, Node, Sequence[Path]], str]
 
 
 def _remote_path(bundle: Bundle, local: Path) -> str:
@@ -282,6 +342,7 @@ class _NodeDeploy:
         self.report = NodeReport(spec.name, spec.role.value)
         self.snap_possible = False
         self.skip_reason = ""
+        self.sideload_pending = False
 
     def _run(self, name: str, fn: Callable[[], tuple[StepStatus, str]]) -> bool:
         try:
@@ -368,6 +429,15 @@ class _NodeDeploy:
             if rev is not None and (s.name != "k8s" or s.revision in (None, rev)):
                 kept.append(f"{s.name}={rev}")
                 continue
+            if s.name == "k8s" and rev is not None and s.revision is not None \
+                    and rev.isdigit() and s.revision.isdigit() and int(rev) > int(s.revision):
+                raise AirgapError(
+                    f"{self.spec.name}: the node runs k8s revision {rev}, newer than the "
+                    f"bundle's {s.revision}; refusing to downgrade",
+                    resolution="Prepare a bundle from the channel the node runs (`invoke "
+                    "prepare`), or, to downgrade on purpose, remove k8s from the node first "
+                    "(`snap remove k8s`, which removes its cluster state) and deploy again.",
+                )
             snap = _remote_path(self.ctx.bundle, s.snap)
             self.node.run(["snap", "ack", _remote_path(self.ctx.bundle, s.assertion)])
             argv = ["snap", "install", snap] + (["--classic"] if s.classic else [])
@@ -400,19 +470,26 @@ class _NodeDeploy:
         if written:
             changes.append(f"hosts.d: {len(written)} file(s)")
         dropin = ensure_files(self.node, self.ctx.proxy_files)
-        if dropin:
+        stale = "" if dropin or not self.ctx.proxy_files else self._dropin_not_applied()
+        if dropin or stale:
             self.node.run(["systemctl", "daemon-reload"])
-            changes.append("proxy drop-in")
+            changes.append(f"proxy drop-in{stale}")
         archives = self.ctx.bundle.archives
-        delivered = (
-            self.ctx.plan.has(Mode.sideload)
-            and bool(archives)
-            and self.ctx.deliver(self.ctx.plan, self.node, archives)
+        outcome = (
+            self.ctx.deliver(self.ctx.plan, self.node, archives)
+            if self.ctx.plan.has(Mode.sideload)
+            else None
         )
-        if delivered:
+        if outcome == DELIVERED:
             # deliver restarts the runtime itself (archives are imported only at start).
             changes.append(f"side-loaded {len(archives)} archive(s); containerd restarted")
-        elif changes:
+        elif outcome == PENDING:
+            self.sideload_pending = True
+            changes.append(
+                f"side-loaded {len(archives)} archive(s), pending: containerd is not running "
+                "yet; it imports them when bootstrap/join starts it"
+            )
+        if (written or dropin or stale) and outcome != DELIVERED:
             # try-restart: a running containerd (stand-in, or an installed snap) picks
             # the change up now; one that is not running yet reads it when it starts.
             self.node.run(["systemctl", "try-restart", f"{CONTAINERD_UNIT}.service"])
@@ -420,6 +497,32 @@ class _NodeDeploy:
         if not changes:
             return StepStatus.done, "configuration unchanged; containerd not restarted"
         return StepStatus.changed, ", ".join(changes)
+
+    def _dropin_not_applied(self) -> str:
+        """Why an unchanged drop-in still needs daemon-reload + restart ("" if it does
+        not): a run that wrote it and stopped before the reload or the restart leaves
+        identical content behind."""
+        unit = f"{CONTAINERD_UNIT}.service"
+        res = self.node.run(["systemctl", "show", "-p", "NeedDaemonReload", unit], check=False)
+        if _show_value(res.stdout, "NeedDaemonReload") == "yes":
+            return " (written earlier, systemd not reloaded)"
+        from airgap.render.proxy import proxy_environment
+
+        res = self.node.run(["systemctl", "show", "-p", "Environment", unit], check=False)
+        env = _show_value(res.stdout, "Environment")
+        missing = [k for k, _ in proxy_environment(self.ctx.plan)
+                   if not re.search(rf'(^|[\s"]){re.escape(k)}=', env)]
+        if missing:
+            return f" (written earlier, not in the unit's environment: {missing[0]})"
+        return ""
+
+
+def _show_value(stdout: str, key: str) -> str:
+    """The value of KEY=VALUE in `systemctl show -p KEY` output."""
+    for line in stdout.splitlines():
+        if line.startswith(f"{key}="):
+            return line[len(key) + 1 :].strip()
+    return ""
 
 
 def _snap_list_revision(stdout: str, name: str) -> str | None:
@@ -440,10 +543,16 @@ def _yaml(data: Mapping[str, object]) -> bytes:
     return yaml.safe_dump(dict(data), sort_keys=True).encode()
 
 
+# `k8s bootstrap --file` starts from an empty config: only the no-file path turns these
+# on, and k8sd's defaults leave network and dns off (no CNI: no node ever gets Ready).
+BOOTSTRAP_FEATURES = ("network", "dns", "gateway", "local-storage")
+
+
 def bootstrap_config(plan: Plan) -> RenderedFile:
     data: dict[str, object] = {
         "pod-cidr": plan.network.pod_cidr,
         "service-cidr": plan.network.service_cidr,
+        "cluster-config": {f: {"enabled": True} for f in BOOTSTRAP_FEATURES},
     }
     if plan.k8s.containerd_base_dir:
         data["containerd-base-dir"] = plan.k8s.containerd_base_dir
@@ -510,7 +619,8 @@ def deploy(
     bundle_dir: Path,
     *,
     verify: Callable[[Path], object] | None = None,
-    deliver: Callable[[Plan, Node, Sequence[Path]], bool] | None = None,
+    deliver: Callable[[Plan, Node, Sequence[Path]], str] | None = None,
+    confirm_timeout: float = 300.0,
     ready_timeout: float = READY_TIMEOUT,
     poll: float = READY_POLL,
     sleep: Callable[[float], None] = time.sleep,
@@ -543,6 +653,14 @@ def deploy(
             )
         check_mirror_paths(plan, list(bundle.images))
         hosts_files = render_hosts_files(plan, registries(bundle.images), mirror_ca_pem(plan))
+    if plan.has(Mode.sideload) and not bundle.archives:
+        raise AirgapError(
+            f"{bundle_dir}: no images/*.tar; the plan's access includes sideload, so "
+            "there is nothing to side-load",
+            resolution="Export the archives into the bundle with `invoke sideload --bundle "
+            f"{bundle_dir}` (they go to {bundle_dir / 'images'}), or remove sideload from "
+            "the plan's access.",
+        )
     proxy_files: list[RenderedFile] = []
     if plan.has(Mode.proxy):
         from airgap.render.proxy import render_proxy_dropin
@@ -574,7 +692,66 @@ def deploy(
             step = "bootstrap" if run.spec.name == plan.control_plane.name else "join"
             run.report.add(step, StepStatus.not_run, "an earlier step on this node failed")
             run.report.add("ready", StepStatus.not_run, "an earlier step on this node failed")
+    _confirm_sideloaded(ctx, runs, plan, confirm_timeout, sleep, clock, parallel, progress)
     return DeployReport([r.report for r in runs.values()])
+
+
+SIDELOAD_STEP = "side-loaded images"
+
+
+def _confirm_sideloaded(
+    ctx: _Context,
+    runs: Mapping[str, _NodeDeploy],
+    plan: Plan,
+    timeout: float,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+    parallel: int,
+    progress: Callable[[str, str], None],
+) -> None:
+    """Nodes whose archives were delivered before containerd ran (the real snap before
+    bootstrap/join): bootstrap or join started it, so the images must be there now."""
+    todo = []
+    for run in runs.values():
+        if not run.sideload_pending:
+            continue
+        step = "bootstrap" if run.spec.name == plan.control_plane.name else "join"
+        if run.report.status_of(step) in (StepStatus.done, StepStatus.changed):
+            todo.append(run)
+        else:
+            run.report.add(SIDELOAD_STEP, StepStatus.not_run, f"{step} did not complete")
+
+    def one(run: _NodeDeploy) -> None:
+        progress(run.spec.name, "confirming side-loaded images")
+        run._run(SIDELOAD_STEP, lambda: _default_confirm(
+            plan, run.node, ctx.bundle.archives, timeout, sleep, clock))
+
+    if todo:
+        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(todo)))) as pool:
+            list(pool.map(one, todo))
+
+
+NOT_A_MEMBER = re.compile(r"not (part of|a member of) (a |any |the )?(kubernetes )?cluster"
+                          r"|not bootstrapped", re.I)
+
+
+def in_cluster(node: Node, name: str) -> bool:
+    """Ask the node itself: `k8s status` also fails on a member whose API is not ready,
+    and a joined node whose kubelet has not registered is missing from `get node`.
+    Only a clear "not part of a cluster" means not done; anything else is an error."""
+    res = node.run(["k8s", "local-node-status"], check=False, timeout=60)
+    if res.ok:
+        return True
+    said = f"{res.stdout}\n{res.stderr}"
+    if NOT_A_MEMBER.search(said):
+        return False
+    last = (res.stderr.strip() or res.stdout.strip()).splitlines()[-1:] or ["no output"]
+    raise AirgapError(
+        f"{name}: cannot tell whether the node is in a cluster "
+        f"(`k8s local-node-status` exited {res.returncode}: {last[0]})",
+        resolution=f"On {name}: `snap services k8s` (k8sd must be running) and "
+        "`k8s local-node-status`; then run deploy again.",
+    )
 
 
 def _cluster(
@@ -619,13 +796,15 @@ def _cluster(
 
     # Bootstrap.
     def do_bootstrap() -> tuple[StepStatus, str]:
-        if boot.node.run(["k8s", "status"], check=False, timeout=60).ok:
+        if in_cluster(boot.node, first.name):
             return StepStatus.done, "already bootstrapped"
         cfg = bootstrap_config(plan)
         ensure_file(boot.node, cfg)
         progress(first.name, "bootstrapping")
+        # --name: the Kubernetes node name is the plan's, not whatever the hostname is.
         boot.node.run(
-            ["k8s", "bootstrap", "--address", first.address, "--file", cfg.path],
+            ["k8s", "bootstrap", "--name", first.name, "--address", first.address,
+             "--file", cfg.path],
             timeout=BOOTSTRAP_TIMEOUT,
         )
         return StepStatus.changed, f"bootstrapped at {first.address}"
@@ -634,7 +813,6 @@ def _cluster(
         skip_all(f"bootstrap on {first.name} failed", StepStatus.not_run)
         return
 
-    members = _cluster_nodes(boot.node)
     joinable: list[_NodeDeploy] = []
     for run in others:
         if not prepared[run.spec.name]:
@@ -642,7 +820,13 @@ def _cluster(
         if run.skip_reason:
             run.report.add("join", StepStatus.skipped, run.skip_reason)
             continue
-        if cluster_member(run.spec, members) is not None:
+        try:
+            member = in_cluster(run.node, run.spec.name)
+        except AirgapError as exc:
+            run.report.add("join", StepStatus.failed, _short(exc))
+            run.report.errors.append(exc)
+            continue
+        if member:
             run.report.add("join", StepStatus.done, "already a cluster member")
             continue
         joinable.append(run)
@@ -664,7 +848,9 @@ def _cluster(
 
     def do_join(run: _NodeDeploy) -> None:
         def step() -> tuple[StepStatus, str]:
-            args = ["--address", run.spec.address]
+            # --name: the token is made for the plan's name; without --name join-cluster
+            # sends the hostname, and k8sd rejects a token made for another name.
+            args = ["--name", run.spec.name, "--address", run.spec.address]
             jcfg = join_config(plan)
             if jcfg is not None:
                 ensure_file(run.node, jcfg)

@@ -531,8 +531,15 @@ def _probe(node: Node, argv: Sequence[str]) -> bool:
 
 
 def restart_runtime(node: Node) -> str | None:
-    """snap restart when the k8s snap is installed; the lab's stand-in is a plain unit."""
+    """snap restart when the snap's containerd runs; the lab's stand-in is a plain unit.
+
+    An installed k8s snap is not a running containerd: until bootstrap/join configures
+    and starts it, its unit is inactive, and restarting it would fail (or start an
+    unconfigured runtime). Then None: the snap imports the archives when it starts.
+    """
     if _probe(node, ["snap", "list", "k8s"]):
+        if not _probe(node, ["systemctl", "is-active", "--quiet", CONTAINERD_UNIT]):
+            return None
         node.run(["snap", "restart", "k8s.containerd"], timeout=300)
         return "snap restart k8s.containerd"
     if _probe(node, ["systemctl", "cat", f"{CONTAINERD_UNIT}.service"]):
@@ -591,6 +598,20 @@ class NodeDelivery:
         return self.restart is None and self.error is None
 
 
+def _rows(found: dict[str, str], want: dict[str, str | None]) -> list[DeliveryRow]:
+    rows = []
+    for name, digest in sorted(want.items()):
+        got = found.get(name)
+        if got is None:
+            status = "missing"
+        elif digest is None:
+            status = "present (digest not pinned)"
+        else:
+            status = "ok" if got == digest else "wrong digest"
+        rows.append(DeliveryRow(name, digest, got, status))
+    return rows
+
+
 def _confirm(
     node: Node, runtime: RuntimeAccess, want: dict[str, str | None], timeout: float
 ) -> list[DeliveryRow]:
@@ -598,19 +619,34 @@ def _confirm(
     deadline = time.monotonic() + timeout
     while True:
         found = parse_ctr_images(node.run([*ctr, "-n", "k8s.io", "images", "ls"]).stdout)
-        rows = []
-        for name, digest in sorted(want.items()):
-            got = found.get(name)
-            if got is None:
-                status = "missing"
-            elif digest is None:
-                status = "present (digest not pinned)"
-            else:
-                status = "ok" if got == digest else "wrong digest"
-            rows.append(DeliveryRow(name, digest, got, status))
+        rows = _rows(found, want)
         if all(r.ok for r in rows) or time.monotonic() >= deadline:
             return rows
         time.sleep(CONFIRM_INTERVAL)
+
+
+def confirm_images(
+    node: Node,
+    want: dict[str, str | None],
+    *,
+    runtime: RuntimeAccess | None = None,
+    timeout: float = CONFIRM_TIMEOUT,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[DeliveryRow]:
+    """Poll `ctr images ls` until every wanted image is there with its digest.
+
+    For a containerd that has just been started (bootstrap/join): a failing ctr (the
+    socket is not up yet) counts as "nothing imported yet", not as an error.
+    """
+    ctr = ctr_command(node, runtime)
+    deadline = clock() + timeout
+    while True:
+        res = node.run([*ctr, "-n", "k8s.io", "images", "ls"], check=False, timeout=60)
+        rows = _rows(parse_ctr_images(res.stdout) if res.ok else {}, want)
+        if all(r.ok for r in rows) or clock() >= deadline:
+            return rows
+        sleep(CONFIRM_INTERVAL)
 
 
 def _deliver_one(

@@ -3,21 +3,28 @@
 It records every command (argv) and every file written, and answers the commands the
 deploy and preflight steps issue from a small simulated state: files, the default
 route, installed snaps, cluster membership (shared between the nodes of one
-``FakeCluster``). Tests inject failures with ``fail_on`` and canned answers with
-``on``. It does not run anything.
+``FakeCluster``), the snap's containerd (inactive until bootstrap/join, like the real
+snap, when ``containerd_active=False``; it imports side-loaded archives when it starts),
+systemd's view of the proxy drop-in. Like k8sd, a join is refused unless the name the
+node joins as (``--name``, else its hostname) is the name the token was made for.
+Tests inject failures with ``fail_on`` and canned answers with ``on``. It does not run
+anything.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airgap.errors import CommandError
+from airgap.config import CONTAINERD_UNIT, PROXY_DROPIN, SIDELOAD_DIR
+from airgap.errors import AirgapError, CommandError
 from airgap.nodes import STAND_IN_MARKER, STAND_IN_PROBE, RunResult, check_result
+from airgap.sideload import SNAP_CTR
 
 Responder = Callable[[list[str], bytes | None], RunResult]
 
@@ -31,7 +38,7 @@ class FakeCluster:
     # Nodes become Ready after this many `get node` calls (0: at once).
     ready_after_polls: int = 0
     polls: int = 0
-    tokens: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)  # node name -> token
 
     def node_list(self) -> str:
         self.polls += 1
@@ -69,12 +76,24 @@ class FakeNode:
     commands: list[list[str]] = field(default_factory=list)
     inputs: list[bytes | None] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
+    hostname: str = ""  # what join-cluster/bootstrap use without --name ("" = name)
+    member_as: str | None = None  # the node name this machine is in the cluster as
+    containerd_active: bool = True
+    images: dict[str, str] = field(default_factory=dict)  # ctr -n k8s.io: name -> digest
+    platform: str = "linux/amd64"
+    # The drop-in content systemd last loaded (daemon-reload), and what the unit's
+    # Environment= shows.
+    loaded_dropin: bytes | None = None
     _fail: list[tuple[tuple[str, ...], int, str]] = field(default_factory=list)
     _on: list[tuple[tuple[str, ...], Responder]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.stand_in:
             self.files.setdefault(STAND_IN_MARKER, b"")
+        if not self.hostname:
+            self.hostname = self.name
+        if self.name in self.cluster.members and self.member_as is None:
+            self.member_as = self.name
 
     # -- test controls -------------------------------------------------------------
     def fail_on(self, *prefix: str, times: int = 1, stderr: str = "simulated failure") -> None:
@@ -125,6 +144,37 @@ class FakeNode:
         return self.files[remote]
 
     # -- simulation ----------------------------------------------------------------
+    def start_containerd(self) -> None:
+        """As the snap's containerd does at start: import *.tar, rename to *.tar.loaded."""
+        from airgap.ociarchive import parse_platform, read_archive
+
+        self.containerd_active = True
+        for path in sorted(p for p in self.files if p.startswith(f"{SIDELOAD_DIR}/")):
+            if not path.endswith(".tar"):
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                local = Path(tmp) / "a.tar"
+                local.write_bytes(self.files[path])
+                try:
+                    contents = read_archive(local, parse_platform(self.platform))
+                except AirgapError:
+                    contents = None
+            if contents is not None:
+                for img in contents.images:
+                    if img.name and img.digest and "@" not in img.name:
+                        self.images[img.name] = img.digest
+            self.files[path + ".loaded"] = self.files.pop(path)
+
+    def _join_as(self, flags: list[str]) -> tuple[str, str]:
+        opts = dict(zip(flags[::2], flags[1::2], strict=False))
+        return opts.get("--name", self.hostname), opts.get("--address", "")
+
+    def _dropin_env(self, data: bytes | None) -> str:
+        if not data:
+            return ""
+        return " ".join(line.split("=", 1)[1].strip('"') for line in data.decode().splitlines()
+                        if line.startswith("Environment="))
+
     def _answer(self, a: list[str], input: bytes | None) -> RunResult:
         for n, (prefix, times, stderr) in enumerate(self._fail):
             if tuple(a[: len(prefix)]) == prefix:
@@ -183,29 +233,69 @@ class FakeNode:
             case ["ip", "route", "replace", "default", "dev", iface]:
                 self.default_route = f"default dev {iface} scope link"
                 return ok
+            case ["systemctl", "daemon-reload"]:
+                self.loaded_dropin = self.files.get(PROXY_DROPIN)
+                return ok
+            case ["systemctl", "is-active", *rest] if rest[-1] in (
+                    CONTAINERD_UNIT, f"{CONTAINERD_UNIT}.service"):
+                return ok if self.containerd_active else fail("inactive", 3)
+            case ["systemctl", "show", "-p", "NeedDaemonReload", _]:
+                need = self.files.get(PROXY_DROPIN) != self.loaded_dropin
+                return RunResult(a, 0, f"NeedDaemonReload={'yes' if need else 'no'}\n", "")
+            case ["systemctl", "show", "-p", "Environment", _]:
+                return RunResult(a, 0, f"Environment={self._dropin_env(self.loaded_dropin)}\n",
+                                 "")
             case ["systemctl", *_]:
                 return ok
+            case ["snap", "restart", "k8s.containerd"]:
+                self.start_containerd()
+                return ok
+            case ["ctr" | "/snap/k8s/current/bin/ctr", "--version"]:
+                return ok if "ctr" not in self.missing_commands else fail("", 127)
+            case [ctr, "-n", "k8s.io", "images", "ls"] if ctr in ("ctr", SNAP_CTR):
+                if not self.containerd_active:
+                    return fail("ctr: failed to dial: connection refused")
+                head = "REF TYPE DIGEST SIZE PLATFORMS LABELS\n"
+                rows = "".join(f"{n} application/vnd.oci.image.manifest.v1+json {d} 1.0 MiB "
+                               f"{self.platform} io.cri-containerd.image=managed\n"
+                               for n, d in sorted(self.images.items()))
+                return RunResult(a, 0, head + rows, "")
             case ["k8s", "status"]:
-                if self.name in self.cluster.members:
+                if self.member_as is not None:
                     return RunResult(a, 0, "cluster status: ready\n", "")
                 return fail("Error: The node is not part of a Kubernetes cluster.")
-            case ["k8s", "bootstrap", "--address", addr, *_]:
-                self.cluster.members[self.name] = addr
+            case ["k8s", "local-node-status"]:
+                if self.member_as is not None:
+                    return RunResult(a, 0, f"name: {self.member_as}\n", "")
+                return fail("Error: The node is not part of a Kubernetes cluster.")
+            case ["k8s", "bootstrap", *flags]:
+                if self.member_as is not None:
+                    return fail("Error: the node is already part of a cluster")
+                name, addr = self._join_as([f for f in flags if f != "--interactive"])
+                self.cluster.members[name] = addr
+                self.member_as = name
+                self.start_containerd()
                 return ok
             case ["k8s", "get-join-token", name, *_]:
-                if self.name not in self.cluster.members:
+                if self.member_as is None:
                     return fail("not bootstrapped")
                 token = f"secret-token-for-{name}"
                 self.cluster.tokens[name] = token
                 return RunResult(a, 0, token + "\n", "")
-            case ["sh", "-c", script, _, "--address", addr, *_] if "join-cluster" in script:
+            case ["sh", "-c", script, _, *flags] if "join-cluster" in script:
+                if self.member_as is not None:
+                    return fail("Error: the node is already part of a cluster")
+                name, addr = self._join_as(flags)
                 token = (input or b"").decode()
-                if self.cluster.tokens.get(self.name) != token:
-                    return fail("invalid token")
-                self.cluster.members[self.name] = addr
+                # k8sd: the token was made for a node name; joining as another is refused.
+                if self.cluster.tokens.get(name) != token:
+                    return fail("Error: failed to join: invalid token")
+                self.cluster.members[name] = addr
+                self.member_as = name
+                self.start_containerd()
                 return ok
             case ["k8s", "kubectl", "get", "node", "-o", "json"]:
-                if self.name not in self.cluster.members:
+                if self.member_as is None:
                     return fail("not part of a cluster")
                 return RunResult(a, 0, self.cluster.node_list(), "")
             case ["date", "+%s"]:

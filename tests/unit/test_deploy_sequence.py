@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from airgap.config import PROXY_DROPIN, Plan, parse_plan
+import yaml
+
+from airgap.bundle import Manifest, SnapEntry, write_manifest
+from airgap.config import PROXY_DROPIN, SIDELOAD_DIR, Plan, parse_plan
 from airgap.deploy import (
     BOOTSTRAP_CONFIG,
+    DELIVERED,
     JOIN_SCRIPT,
     REMOTE_BUNDLE,
+    SIDELOAD_STEP,
     STAND_IN_REASON,
     StepStatus,
     deploy,
@@ -22,6 +27,7 @@ from airgap.lock import ImageLock, LockedImage, write_lock
 from airgap.nodes import HAS_COMMAND_SCRIPT, STAND_IN_PROBE, Node
 from airgap.render.route import NETPLAN_FILE
 from tests.support.fakes import FakeCluster, FakeNode
+from tests.unit.test_sideload_fixtures import Img, oci_archive
 
 ADDRS = {"node-1": "10.20.0.11", "node-2": "10.20.0.12", "node-3": "10.20.0.13"}
 REVS = {"snapd": "21759", "core22": "1564", "k8s": "3195"}
@@ -39,10 +45,13 @@ def _assertion(name: str, rev: str) -> str:
 
 def make_bundle(root: Path, *, snaps: bool = True, archives: int = 0) -> Path:
     (root / "snaps").mkdir(parents=True)
+    entries = []
     if snaps:
         for name, rev in REVS.items():
             (root / "snaps" / f"{name}.snap").write_bytes(f"snap {name}".encode())
             (root / "snaps" / f"{name}.assert").write_text(_assertion(name, rev))
+            entries.append(SnapEntry(name, rev, "latest/stable", "x" * 64, f"id{name}",
+                                     f"snaps/{name}.snap", f"snaps/{name}.assert", ""))
     images = [
         LockedImage(parse_image_ref("ghcr.io/canonical/k8s-snap/pause:3.10"), "sha256:" + "a" * 64),
         LockedImage(parse_image_ref("docker.io/library/nginx:1.27"), "sha256:" + "b" * 64),
@@ -52,7 +61,7 @@ def make_bundle(root: Path, *, snaps: bool = True, archives: int = 0) -> Path:
         (root / "images").mkdir()
         for n in range(archives):
             (root / "images" / f"img{n}.tar").write_bytes(b"tar")
-    (root / "manifest.json").write_text("{}\n")
+    write_manifest(root, Manifest({}, entries, images, ["linux/amd64"], {}))
     return root
 
 
@@ -72,10 +81,11 @@ def make_plan(access: Sequence[str], roles: Sequence[str] = ("control-plane", "w
 
 
 def fakes(plan: Plan, **kw: object) -> tuple[FakeCluster, dict[str, FakeNode]]:
+    """Hostnames differ from the plan's names (as on real sites): only --name joins."""
     cluster = FakeCluster()
     nodes = {
         n.name: FakeNode(n.name, cluster=cluster, address=n.address, snap_revisions=dict(REVS),
-                         **kw)  # type: ignore[arg-type]
+                         hostname=f"host-{n.name}", **kw)  # type: ignore[arg-type]
         for n in plan.nodes
     }
     return cluster, nodes
@@ -84,9 +94,9 @@ def fakes(plan: Plan, **kw: object) -> tuple[FakeCluster, dict[str, FakeNode]]:
 def run_deploy(plan: Plan, nodes: dict[str, FakeNode], bundle: Path, **kw: object):  # type: ignore[no-untyped-def]
     delivered: list[tuple[str, list[str]]] = []
 
-    def deliver(_plan: Plan, node: Node, archives: Sequence[Path]) -> bool:
+    def deliver(_plan: Plan, node: Node, archives: Sequence[Path]) -> str:
         delivered.append((node.name, [a.name for a in archives]))
-        return True
+        return DELIVERED
 
     report = deploy(plan, dict(nodes), bundle, verify=lambda _p: None, deliver=deliver,
                     sleep=lambda _s: None, **kw)  # type: ignore[arg-type]
@@ -141,10 +151,10 @@ def test_proxy_mode_exact_sequence_per_role(tmp_path: Path) -> None:
     get_nodes = ["k8s", "kubectl", "get", "node", "-o", "json"]
     assert nodes["node-1"].commands == [
         *prepare_sequence(PROXY_RUNTIME),
-        ["k8s", "status"],
+        ["k8s", "local-node-status"],
         ["cat", BOOTSTRAP_CONFIG],
-        ["k8s", "bootstrap", "--address", "10.20.0.11", "--file", BOOTSTRAP_CONFIG],
-        get_nodes,
+        ["k8s", "bootstrap", "--name", "node-1", "--address", "10.20.0.11",
+         "--file", BOOTSTRAP_CONFIG],
         ["k8s", "get-join-token", "node-2", "--worker"],
         ["k8s", "get-join-token", "node-3", "--worker"],
         get_nodes,
@@ -152,7 +162,8 @@ def test_proxy_mode_exact_sequence_per_role(tmp_path: Path) -> None:
     for name in ("node-2", "node-3"):
         assert nodes[name].commands == [
             *prepare_sequence(PROXY_RUNTIME),
-            ["sh", "-c", JOIN_SCRIPT, "k8s-join", "--address", ADDRS[name]],
+            ["k8s", "local-node-status"],
+            ["sh", "-c", JOIN_SCRIPT, "k8s-join", "--name", name, "--address", ADDRS[name]],
         ]
         # The token travels on stdin, never in argv.
         assert nodes[name].inputs[-1] == f"secret-token-for-{name}".encode()
@@ -216,7 +227,9 @@ def test_rerun_after_success_installs_and_joins_nothing(tmp_path: Path) -> None:
     assert report.ok
     for n in nodes.values():
         for forbidden in (("snap", "install"), ("snap", "ack"), ("k8s", "bootstrap"),
-                          ("k8s", "get-join-token"), ("systemctl",), ("ip", "route", "replace")):
+                          ("k8s", "get-join-token"), ("systemctl", "daemon-reload"),
+                          ("systemctl", "try-restart"), ("systemctl", "restart"),
+                          ("snap", "restart"), ("ip", "route", "replace")):
             assert not n.issued(*forbidden), (n.name, forbidden)
         assert not any("join-cluster" in " ".join(c) for c in n.commands)
         assert n.written == []
