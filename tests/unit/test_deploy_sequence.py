@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-
 import yaml
 
 from airgap.bundle import Manifest, SnapEntry, write_manifest
@@ -24,7 +23,7 @@ from airgap.deploy import (
 from airgap.errors import AirgapError
 from airgap.images import parse_image_ref
 from airgap.lock import ImageLock, LockedImage, write_lock
-from airgap.nodes import HAS_COMMAND_SCRIPT, STAND_IN_PROBE, Node
+from airgap.nodes import HAS_COMMAND_SCRIPT, STAND_IN_PROBE, Node, RunResult
 from airgap.render.route import NETPLAN_FILE
 from tests.support.fakes import FakeCluster, FakeNode
 from tests.unit.test_sideload_fixtures import Img, oci_archive
@@ -389,3 +388,220 @@ def test_newer_snapd_and_base_are_kept_but_k8s_follows_the_bundle(tmp_path: Path
     installed = [c[2] for c in node.issued("snap", "install")]
     assert installed == [snap_path("k8s", "snap")]
     assert node.snaps == {"snapd": "99999", "core22": "9999", "k8s": REVS["k8s"]}
+
+
+def test_bootstrap_file_enables_the_features_the_no_file_path_enables(tmp_path: Path) -> None:
+    """`k8s bootstrap --file` starts from an empty config: without these, no CNI, no DNS."""
+    plan = make_plan(["proxy"], roles=("control-plane",),
+                     k8s={"containerd_base_dir": "/opt/k8s"})
+    bundle = make_bundle(tmp_path / "bundle")
+    _, nodes = fakes(plan)
+    assert run_deploy(plan, nodes, bundle)[0].ok
+    cfg = yaml.safe_load(nodes["node-1"].files[BOOTSTRAP_CONFIG])
+    assert cfg == {
+        "pod-cidr": "10.1.0.0/16",
+        "service-cidr": "10.152.183.0/24",
+        "containerd-base-dir": "/opt/k8s",
+        "cluster-config": {
+            "network": {"enabled": True},
+            "dns": {"enabled": True},
+            "gateway": {"enabled": True},
+            "local-storage": {"enabled": True},
+        },
+    }
+
+
+def test_join_without_name_is_refused_when_the_hostname_differs() -> None:
+    """The fake binds a token to a node name, as k8sd does."""
+    cluster = FakeCluster()
+    boot = FakeNode("node-1", cluster=cluster, hostname="host-1")
+    worker = FakeNode("node-2", cluster=cluster, hostname="host-2")
+    boot.run(["k8s", "bootstrap", "--name", "node-1", "--address", "10.20.0.11"])
+    token = boot.run(["k8s", "get-join-token", "node-2", "--worker"]).stdout.strip().encode()
+    bare = worker.run(["sh", "-c", JOIN_SCRIPT, "k8s-join", "--address", "10.20.0.12"],
+                      input=token, check=False)
+    assert not bare.ok and "invalid token" in bare.stderr
+    named = worker.run(["sh", "-c", JOIN_SCRIPT, "k8s-join", "--name", "node-2",
+                        "--address", "10.20.0.12"], input=token, check=False)
+    assert named.ok and cluster.members == {"node-1": "10.20.0.11", "node-2": "10.20.0.12"}
+
+
+def sideload_bundle(root: Path) -> tuple[Path, dict[str, str]]:
+    bundle = make_bundle(root)
+    (bundle / "images").mkdir()
+    imgs = {"ghcr.io/canonical/k8s-snap/pause:3.10": Img("ghcr.io/canonical/k8s-snap/pause:3.10"),
+            "docker.io/library/nginx:1.27": Img("docker.io/library/nginx:1.27")}
+    for n, img in enumerate(imgs.values()):
+        oci_archive(bundle / "images" / f"img{n}.tar", img)
+    return bundle, {name: img.digest for name, img in imgs.items()}
+
+
+def test_sideload_on_the_real_snap_is_pending_until_bootstrap_then_confirmed(
+        tmp_path: Path) -> None:
+    """The real snap's containerd is inactive until bootstrap/join: no restart, no ctr
+    failure before bootstrap; the images are confirmed once bootstrap/join started it."""
+    plan = make_plan(["sideload"], roles=("control-plane", "worker"))
+    bundle, digests = sideload_bundle(tmp_path / "bundle")
+    _, nodes = fakes(plan, containerd_active=False, missing_commands={"ctr"})
+    report = deploy(plan, dict(nodes), bundle, verify=lambda _p: None, sleep=lambda _s: None)
+    assert report.ok, [(n.name, n.steps) for n in report.nodes]
+    for name, node in nodes.items():
+        nr = report.node(name)
+        runtime = next(s for s in nr.steps if s.step == "runtime")
+        assert runtime.status is StepStatus.changed and "pending" in runtime.detail
+        assert not node.issued("snap", "restart")
+        assert node.issued("systemctl", "is-active", "--quiet", "snap.k8s.containerd")
+        # The images are checked after bootstrap/join started containerd, with the
+        # snap's ctr, and they are there with their digests.
+        assert nr.status_of(SIDELOAD_STEP) is StepStatus.done
+        assert [s.step for s in nr.steps][-2:] == ["ready", SIDELOAD_STEP]
+        assert node.images == digests
+        assert f"{SIDELOAD_DIR}/img0.tar.loaded" in node.files
+        start = next(i for i, c in enumerate(node.commands)
+                     if c[:2] == ["k8s", "bootstrap"] or "join-cluster" in " ".join(c))
+        later = [c for c in node.commands[start:] if c[1:] == ["-n", "k8s.io", "images", "ls"]]
+        assert later and later[0][0] == "/snap/k8s/current/bin/ctr"
+
+    # A re-run finds the images in the runtime: nothing copied, nothing restarted.
+    for n in nodes.values():
+        n.reset_log()
+    report = deploy(plan, dict(nodes), bundle, verify=lambda _p: None, sleep=lambda _s: None)
+    assert report.ok
+    for n in nodes.values():
+        assert n.written == [] and not n.issued("snap", "restart")
+        assert report.node(n.name).status_of(SIDELOAD_STEP) is None
+
+
+def test_sideloaded_images_missing_after_bootstrap_fail_that_step(tmp_path: Path) -> None:
+    plan = make_plan(["sideload"], roles=("control-plane",))
+    bundle, _ = sideload_bundle(tmp_path / "bundle")
+    _, nodes = fakes(plan, containerd_active=False)
+    # containerd started, but imported nothing (say, the archives were for another
+    # platform): ctr lists no image.
+    nodes["node-1"].on("ctr", "-n", "k8s.io", answer=RunResult(["ctr"], 0, "REF TYPE DIGEST\n", ""))
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 10.0
+        return now[0]
+
+    report = deploy(plan, dict(nodes), bundle, verify=lambda _p: None, sleep=lambda _s: None,
+                    clock=clock, confirm_timeout=60)
+    nr = report.node("node-1")
+    assert not report.ok
+    assert nr.status_of("bootstrap") is StepStatus.changed
+    assert nr.status_of(SIDELOAD_STEP) is StepStatus.failed
+    assert "missing" in nr.steps[-1].detail
+    assert "journalctl" in (nr.errors[-1].resolution or "")
+
+
+def test_sideload_plan_without_archives_touches_no_node(tmp_path: Path) -> None:
+    plan = make_plan(["sideload"])
+    bundle = make_bundle(tmp_path / "bundle")
+    _, nodes = fakes(plan)
+    with pytest.raises(AirgapError, match=r"no images/\*\.tar") as err:
+        run_deploy(plan, nodes, bundle)
+    assert "invoke sideload --bundle" in (err.value.resolution or "")
+    assert all(n.commands == [] for n in nodes.values())
+
+
+def test_proxy_dropin_written_but_not_applied_is_applied_on_rerun(tmp_path: Path) -> None:
+    """A run that wrote the drop-in and stopped before daemon-reload: same content, but
+    systemd has not loaded it, so the re-run reloads and restarts."""
+    plan = make_plan(["proxy"], roles=("control-plane",))
+    bundle = make_bundle(tmp_path / "bundle")
+    _, nodes = fakes(plan)
+    node = nodes["node-1"]
+    node.fail_on("systemctl", "daemon-reload", stderr="Failed to reload daemon")
+    report, _ = run_deploy(plan, nodes, bundle)
+    assert report.node("node-1").status_of("runtime") is StepStatus.failed
+    assert PROXY_DROPIN in node.files and node.loaded_dropin is None
+
+    node.reset_log()
+    report, _ = run_deploy(plan, nodes, bundle)
+    assert report.ok, report
+    assert node.issued("systemctl", "daemon-reload") == [["systemctl", "daemon-reload"]]
+    assert node.issued("systemctl", "try-restart") == [["systemctl", "try-restart", DROPIN_UNIT]]
+    assert PROXY_DROPIN not in node.written
+    detail = next(s.detail for s in report.node("node-1").steps if s.step == "runtime")
+    assert "not reloaded" in detail
+
+
+def test_proxy_dropin_reloaded_but_environment_lacks_it_is_applied(tmp_path: Path) -> None:
+    plan = make_plan(["proxy"], roles=("control-plane",))
+    bundle = make_bundle(tmp_path / "bundle")
+    _, nodes = fakes(plan)
+    node = nodes["node-1"]
+    assert run_deploy(plan, nodes, bundle)[0].ok
+    node.loaded_dropin = b"[Service]\n"  # e.g. another drop-in overrode it; no reload due
+    node.on("systemctl", "show", "-p", "NeedDaemonReload",
+            answer=RunResult(["systemctl"], 0, "NeedDaemonReload=no\n", ""))
+    node.reset_log()
+    report, _ = run_deploy(plan, nodes, bundle)
+    assert report.ok
+    detail = next(s.detail for s in report.node("node-1").steps if s.step == "runtime")
+    assert "not in the unit's environment: HTTP_PROXY" in detail
+    assert node.issued("systemctl", "try-restart")
+
+
+def test_rerun_asks_each_node_not_the_api(tmp_path: Path) -> None:
+    """Bootstrapped but API not ready (`k8s status` fails), and a joined worker whose
+    kubelet has not registered (absent from `get node`): neither is bootstrapped or
+    joined again."""
+    plan = make_plan(["proxy"], roles=("control-plane", "worker"))
+    bundle = make_bundle(tmp_path / "bundle")
+    cluster, nodes = fakes(plan)
+    assert run_deploy(plan, nodes, bundle)[0].ok
+    nodes["node-1"].fail_on("k8s", "status", times=5, stderr="Error: API server not ready")
+    del cluster.members["node-2"]  # not registered yet
+    cluster.ready_after_polls = cluster.polls  # Ready again at the next poll
+    for n in nodes.values():
+        n.reset_log()
+    report, _ = run_deploy(plan, nodes, bundle, ready_timeout=0)
+    assert report.node("node-1").status_of("bootstrap") is StepStatus.done
+    assert report.node("node-2").status_of("join") is StepStatus.done
+    for n in nodes.values():
+        assert not n.issued("k8s", "bootstrap") and not n.issued("k8s", "get-join-token")
+        assert not any("join-cluster" in " ".join(c) for c in n.commands)
+
+
+def test_unclear_membership_answer_fails_the_step_not_rejoins(tmp_path: Path) -> None:
+    plan = make_plan(["proxy"], roles=("control-plane", "worker"))
+    bundle = make_bundle(tmp_path / "bundle")
+    _, nodes = fakes(plan)
+    nodes["node-2"].fail_on("k8s", "local-node-status", stderr="Error: k8sd is not running")
+    report, _ = run_deploy(plan, nodes, bundle)
+    nr = report.node("node-2")
+    assert nr.status_of("join") is StepStatus.failed
+    assert "cannot tell whether the node is in a cluster" in nr.errors[0].brief
+    assert not any("join-cluster" in " ".join(c) for c in nodes["node-2"].commands)
+    assert not nodes["node-1"].issued("k8s", "get-join-token")
+
+
+def test_a_stale_snap_not_in_the_manifest_is_never_installed(tmp_path: Path) -> None:
+    plan = make_plan(["proxy"], roles=("control-plane",))
+    bundle = make_bundle(tmp_path / "bundle")
+    (bundle / "snaps" / "core20.snap").write_bytes(b"old base")
+    (bundle / "snaps" / "core20.assert").write_text(_assertion("core20", "1"))
+    _, nodes = fakes(plan)
+    assert run_deploy(plan, nodes, bundle)[0].ok
+    node = nodes["node-1"]
+    assert not any("core20" in " ".join(c) for c in node.commands)
+    assert not any("core20" in p for p in node.written)
+    assert set(node.snaps) == {"snapd", "core22", "k8s"}
+
+
+def test_a_newer_installed_k8s_is_not_downgraded(tmp_path: Path) -> None:
+    plan = make_plan(["proxy"], roles=("control-plane",))
+    bundle = make_bundle(tmp_path / "bundle")
+    _, nodes = fakes(plan)
+    node = nodes["node-1"]
+    node.snaps.update({"snapd": "1", "core22": "1", "k8s": "4000"})
+    report, _ = run_deploy(plan, nodes, bundle)
+    nr = report.node("node-1")
+    assert nr.status_of("snaps") is StepStatus.failed
+    assert nr.errors[0].brief == ("node-1: the node runs k8s revision 4000, newer than the "
+                                  "bundle's 3195; refusing to downgrade")
+    assert "snap remove k8s" in (nr.errors[0].resolution or "")
+    assert not node.issued("snap", "install") and node.snaps["k8s"] == "4000"
+    assert nr.status_of("bootstrap") is StepStatus.not_run

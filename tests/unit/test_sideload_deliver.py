@@ -10,7 +10,7 @@ from airgap.config import SIDELOAD_DIR, parse_plan
 from airgap.errors import AirgapError
 from airgap.images import parse_image_ref
 from airgap.nodes import RunResult
-from airgap.sideload import deliver, parse_ctr_images, restart_runtime
+from airgap.sideload import confirm_images, deliver, parse_ctr_images, restart_runtime
 from tests.support.fakes import FakeNode
 from tests.unit.test_sideload_fixtures import Img, oci_archive
 
@@ -139,3 +139,40 @@ def test_a_failing_node_does_not_hide_the_others(archives) -> None:  # type: ign
     r1, r2 = deliver(plan("node-1", "node-2"), [good, bad], paths, timeout=0)
     assert r1.ok
     assert not r2.ok and r2.error and "snap" in r2.error
+
+
+def test_installed_snap_with_inactive_containerd_is_pending_not_restarted(archives) -> None:  # type: ignore[no-untyped-def]
+    """Right after `snap install k8s` the snap is listed but containerd is not running
+    (bootstrap/join configures and starts it): no restart, no ctr, rows pending."""
+    paths, digests = archives
+    node = FakeNode("node-1", snaps={"k8s": "1"}, containerd_active=False)
+    [res] = deliver(plan("node-1"), [node], paths, timeout=0)
+    assert res.pending and res.error is None and res.restart is None
+    assert {r.status for r in res.rows} == {"pending"}
+    assert node.issued("systemctl", "is-active") == [
+        ["systemctl", "is-active", "--quiet", "snap.k8s.containerd"]]
+    assert not node.issued("snap", "restart") and not node.issued("ctr")
+    assert f"{SIDELOAD_DIR}/pause.tar" in node.files
+    # When bootstrap starts containerd, the snap imports them.
+    node.start_containerd()
+    assert node.images == digests
+    assert f"{SIDELOAD_DIR}/pause.tar.loaded" in node.files
+
+
+def test_confirm_images_waits_through_a_starting_runtime(archives) -> None:  # type: ignore[no-untyped-def]
+    """Just after bootstrap, ctr may fail (socket not up): that is "not yet", not an error."""
+    paths, digests = archives
+    node = FakeNode("node-1", containerd_active=False)
+    for p in paths:
+        node.write(f"{SIDELOAD_DIR}/{p.name}", p.read_bytes())
+    polls = []
+
+    def sleep(_s: float) -> None:
+        polls.append(1)
+        if len(polls) == 2:
+            node.start_containerd()
+
+    want: dict[str, str | None] = dict(digests)
+    rows = confirm_images(node, want, timeout=100, sleep=sleep, clock=lambda: float(len(polls)))
+    assert [(r.image, r.status) for r in rows] == [(COREDNS, "ok"), (PAUSE, "ok")]
+    assert len(polls) == 2
