@@ -477,7 +477,7 @@ class _NodeDeploy:
         archives = self.ctx.bundle.archives
         outcome = (
             self.ctx.deliver(self.ctx.plan, self.node, archives)
-            if self.ctx.plan.has(Mode.sideload)
+            if self.ctx.plan.has(Mode.sideload) and archives
             else None
         )
         if outcome == DELIVERED:
@@ -494,9 +494,14 @@ class _NodeDeploy:
             # the change up now; one that is not running yet reads it when it starts.
             self.node.run(["systemctl", "try-restart", f"{CONTAINERD_UNIT}.service"])
             changes.append("containerd restarted")
+        note = ""
+        if self.ctx.plan.has(Mode.sideload) and not archives:
+            others = ", ".join(m.value for m in self.ctx.plan.access if m is not Mode.sideload)
+            note = ("; nothing side-loaded (the bundle has no images/*.tar; "
+                    f"images come by {others})")
         if not changes:
-            return StepStatus.done, "configuration unchanged; containerd not restarted"
-        return StepStatus.changed, ", ".join(changes)
+            return StepStatus.done, "configuration unchanged; containerd not restarted" + note
+        return StepStatus.changed, ", ".join(changes) + note
 
     def _dropin_not_applied(self) -> str:
         """Why an unchanged drop-in still needs daemon-reload + restart ("" if it does
@@ -653,10 +658,12 @@ def deploy(
             )
         check_mirror_paths(plan, list(bundle.images))
         hosts_files = render_hosts_files(plan, registries(bundle.images), mirror_ca_pem(plan))
-    if plan.has(Mode.sideload) and not bundle.archives:
+    if plan.has(Mode.sideload) and not bundle.archives and len(plan.access) == 1:
+        # With proxy or mirror access too, images still arrive; the runtime step says
+        # that nothing was side-loaded. With sideload alone, no image would.
         raise AirgapError(
-            f"{bundle_dir}: no images/*.tar; the plan's access includes sideload, so "
-            "there is nothing to side-load",
+            f"{bundle_dir}: no images/*.tar; the plan's only access mode is sideload, so "
+            "no image would reach the nodes",
             resolution="Export the archives into the bundle with `invoke sideload --bundle "
             f"{bundle_dir}` (they go to {bundle_dir / 'images'}), or remove sideload from "
             "the plan's access.",

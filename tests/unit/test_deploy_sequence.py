@@ -499,10 +499,22 @@ def test_sideload_plan_without_archives_touches_no_node(tmp_path: Path) -> None:
     plan = make_plan(["sideload"])
     bundle = make_bundle(tmp_path / "bundle")
     _, nodes = fakes(plan)
-    with pytest.raises(AirgapError, match=r"no images/\*\.tar") as err:
+    with pytest.raises(AirgapError, match=r"no images/\*\.tar.*only access mode is sideload") \
+            as err:
         run_deploy(plan, nodes, bundle)
     assert "invoke sideload --bundle" in (err.value.resolution or "")
     assert all(n.commands == [] for n in nodes.values())
+
+
+def test_sideload_with_proxy_and_no_archives_says_nothing_was_side_loaded(
+        tmp_path: Path) -> None:
+    plan = make_plan(["proxy", "sideload"], roles=("control-plane",))
+    bundle = make_bundle(tmp_path / "bundle")
+    _, nodes = fakes(plan)
+    report, delivered = run_deploy(plan, nodes, bundle)
+    assert report.ok and delivered == []
+    detail = next(s.detail for s in report.node("node-1").steps if s.step == "runtime")
+    assert "nothing side-loaded (the bundle has no images/*.tar; images come by proxy)" in detail
 
 
 def test_proxy_dropin_written_but_not_applied_is_applied_on_rerun(tmp_path: Path) -> None:
