@@ -2,7 +2,7 @@
 
 The seed procedure is a page of commands typed on every node in the right order. Here
 every step first observes the node (``snap list``, the file's current content,
-``k8s status``, the cluster's node list) and acts only when the observation says the
+``k8s local-node-status``, the cluster's node list) and acts only when the observation says the
 step is not done, so a re-run after success issues no install or join, and a re-run
 after a failure on one node continues from where that node stopped. There is no
 state file to go stale: the nodes are the state.
@@ -11,9 +11,11 @@ Order per node: bundle transferred and verified on arrival -> snapd, the base sn
 and k8s (``--classic``) acknowledged and installed -> placeholder default route, now
 and persistent -> containerd configuration for the plan's modes (hosts.d with CA,
 proxy drop-in + daemon-reload, side-loaded archives), containerd restarted only when
-something changed -> ``k8s bootstrap`` on the first control-plane node -> a join
-token per other node, joins (workers in parallel, control planes one at a time) ->
-wait until every node is Ready. Nodes are prepared in parallel.
+something changed -> ``k8s bootstrap --name`` on the first control-plane node -> a join
+token per other node, joins with ``--name`` (workers in parallel, control planes one at a
+time) -> wait until every node is Ready -> on nodes whose side-loaded archives arrived
+before containerd ran (the real snap starts it at bootstrap/join), confirm the images.
+Nodes are prepared in parallel.
 
 Where the bundle has no snaps or the node has no ``snap`` command and the node runs
 the lab's runtime stand-in, the snap, bootstrap, join and Ready steps say that they
