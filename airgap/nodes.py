@@ -223,8 +223,25 @@ class SSHNode:
         return remote
 
     def _ssh_error(self, exc: Exception) -> AirgapError:
+        where = f"{self.user}@{self.host}:{self.port}"
+        if type(exc).__name__ == "BadHostKeyException":
+            # A known host presenting another key: a reinstalled node, or an impostor
+            # that would receive join tokens. Never the same advice as an unknown host.
+            entry = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+            known = self.known_hosts or "~/.ssh/known_hosts"
+            return AirgapError(
+                f"{self.name}: cannot open SSH to {where}: its host key does not match "
+                f"the one in {known} (reinstalled node, or another machine on its address)",
+                details=f"{type(exc).__name__}: {exc}",
+                resolution=(
+                    "Compare the node's fingerprint on its console (ssh-keygen -lf "
+                    "/etc/ssh/ssh_host_ed25519_key.pub) with ssh-keyscan -p "
+                    f"{self.port} {self.host} | ssh-keygen -lf -; only if they match, "
+                    f"ssh-keygen -R '{entry}' and add the new key to {known}."
+                ),
+            )
         hint = (
-            f"Check that {self.user}@{self.host}:{self.port} accepts your key "
+            f"Check that {where} accepts your key "
             "(ssh-agent or nodes[].ssh.key_file)"
         )
         if "not found in known_hosts" in str(exc) or type(exc).__name__ == "SSHException":
