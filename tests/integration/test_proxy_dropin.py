@@ -11,7 +11,6 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 
@@ -20,8 +19,9 @@ from airgap.cri import CRIClient
 from airgap.errors import AirgapError
 from airgap.render.proxy import render_proxy_dropin
 from tests.support.containerd import Containerd
-from tests.support.netns import Namespace, NetnsLab
+from tests.support.netns import NetnsLab
 from tests.support.ocibuild import make_test_images
+from tests.support.proxysite import ProxiedSite, proxied_site
 from tests.support.registry import Registry, TestCA
 from tests.support.require import require_binary
 from tests.support.squid import Squid
@@ -31,42 +31,18 @@ pytestmark = pytest.mark.integration
 UPSTREAM_NAME = "registry.upstream.test"  # resolved by squid's hosts file only
 
 
-@dataclass
-class Site:
-    node: Namespace
-    proxy: Namespace
-    upstream: Namespace
-    registry: Registry
-    squid: Squid
-    ca: TestCA
-
-
 @pytest.fixture
 def site(
     netns_factory: NetnsLab,
     registry_factory: Callable[..., Registry],
     squid_factory: Callable[..., Squid],
     test_ca: TestCA,
-) -> Site:
-    lab = netns_factory
-    lab.network("airgap")
-    lab.network("upstream", host=True)  # this process pushes the test image
-    node = lab("node", ["airgap"])
-    proxy = lab("proxy", ["airgap", "upstream"])
-    upstream = lab("upstream", ["upstream"])
-    registry = registry_factory(
-        tls=True, ca=test_ca, cert=test_ca.issue([UPSTREAM_NAME, upstream.address]),
-        bind=upstream.address, netns=upstream.name,
-    )
-    squid = squid_factory(
-        bind=proxy.addresses["airgap"], netns=proxy.name,
-        allow_hosts=[UPSTREAM_NAME], connect_ports=[registry.port],
-        hosts={UPSTREAM_NAME: upstream.address},
-    )
-    return Site(node, proxy, upstream, registry, squid, test_ca)
+) -> ProxiedSite:
+    return proxied_site(netns_factory, registry_factory, squid_factory, test_ca,
+                        upstream_name=UPSTREAM_NAME)
 
 
-def proxy_plan(site: Site) -> Plan:
+def proxy_plan(site: ProxiedSite) -> Plan:
     return parse_plan({
         "access": ["proxy"],
         "proxy": {"http": site.squid.url, "https": site.squid.url},
@@ -85,12 +61,12 @@ def dropin_environment(text: str) -> dict[str, str]:
     return env
 
 
-def connects(site: Site) -> list[str]:
+def connects(site: ProxiedSite) -> list[str]:
     return [ln for ln in site.squid.access_lines() if f"CONNECT {UPSTREAM_NAME}:" in ln]
 
 
 def test_containerd_with_rendered_dropin_pulls_through_squid_and_fails_without(
-    site: Site, containerd_factory: Callable[..., Containerd]
+    site: ProxiedSite, containerd_factory: Callable[..., Containerd]
 ) -> None:
     require_binary("curl")
     reg = site.registry

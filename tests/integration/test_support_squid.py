@@ -7,14 +7,14 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 
 from airgap.cri import CRIClient
 from tests.support.containerd import Containerd
-from tests.support.netns import Namespace, NetnsLab
+from tests.support.netns import NetnsLab
 from tests.support.ocibuild import make_test_images
+from tests.support.proxysite import ProxiedSite, proxied_site
 from tests.support.registry import Registry, TestCA
 from tests.support.require import require_binary
 from tests.support.squid import Squid
@@ -24,50 +24,27 @@ pytestmark = pytest.mark.integration
 UPSTREAM_NAME = "upstream.airgap.test"  # resolved by squid's hosts file only
 
 
-@dataclass
-class Site:
-    client: Namespace
-    proxy: Namespace
-    upstream: Namespace
-    registry: Registry
-    squid: Squid
-
-
 @pytest.fixture
 def site(
     netns_factory: NetnsLab,
     registry_factory: Callable[..., Registry],
     squid_factory: Callable[..., Squid],
     test_ca: TestCA,
-) -> Site:
-    lab = netns_factory
-    lab.network("airgap")
-    lab.network("upstream", host=True)  # so this process can push images to it
-    client = lab("client", ["airgap"])
-    proxy = lab("proxy", ["airgap", "upstream"])
-    upstream = lab("upstream", ["upstream"])
-    cert = test_ca.issue([UPSTREAM_NAME, upstream.address])
-    registry = registry_factory(
-        tls=True, ca=test_ca, cert=cert, bind=upstream.address, netns=upstream.name,
-    )
-    squid = squid_factory(
-        bind=proxy.addresses["airgap"], netns=proxy.name,
-        allow_hosts=[UPSTREAM_NAME, upstream.address], connect_ports=[registry.port],
-        hosts={UPSTREAM_NAME: upstream.address},
-    )
-    return Site(client, proxy, upstream, registry, squid)
+) -> ProxiedSite:
+    return proxied_site(netns_factory, registry_factory, squid_factory, test_ca,
+                        upstream_name=UPSTREAM_NAME, allow_upstream_address=True)
 
 
-def _curl(site: Site, url: str, *, proxy: bool = True) -> tuple[str, str]:
+def _curl(site: ProxiedSite, url: str, *, proxy: bool = True) -> tuple[str, str]:
     argv = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
             "--cacert", str(site.registry.ca_file)]
     if proxy:
         argv += ["-x", site.squid.url]
-    out = site.client.run([*argv, url], check=False)
+    out = site.node.run([*argv, url], check=False)
     return out.stdout.strip(), out.stderr
 
 
-def test_connect_from_namespace_allowed_and_denied(site: Site) -> None:
+def test_connect_from_namespace_allowed_and_denied(site: ProxiedSite) -> None:
     require_binary("curl")
     port = site.registry.port
     code, err = _curl(site, f"https://{UPSTREAM_NAME}:{port}/v2/")
@@ -89,13 +66,13 @@ def test_connect_from_namespace_allowed_and_denied(site: Site) -> None:
 
 
 def test_containerd_cri_pull_through_squid(
-    site: Site, containerd_factory: Callable[..., Containerd]
+    site: ProxiedSite, containerd_factory: Callable[..., Containerd]
 ) -> None:
     reg = site.registry
     digests = make_test_images(reg, ["library/alpha:1"], multi_platform=None)
     # Upstream named by its namespace address (Go never proxies loopback); the daemon
     # gets the proxy in its environment; hosts.toml only supplies the private CA.
-    ctrd = containerd_factory(netns=site.client.name,
+    ctrd = containerd_factory(netns=site.node.name,
                               env={"HTTPS_PROXY": site.squid.url, "NO_PROXY": "localhost"})
     host_dir = ctrd.hosts_dir / reg.address
     host_dir.mkdir(parents=True)
