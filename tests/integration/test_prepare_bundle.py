@@ -47,18 +47,21 @@ class Setup:
             timeout=300,
         )
 
-    def prepare(self, bundle: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    def prepare(
+        self,
+        bundle: Path,
+        *extra: str,
+        plan: Path | None = None,
+        from_dir: Path | None = None,
+        download: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """`invoke prepare` with this setup's plan, snaps (--from) and trusted root;
+        download=True leaves out --from, so that prepare runs `snap download`."""
+        source = [] if download else ["--from", str(from_dir or self.from_dir)]
         return self.invoke(
-            "prepare",
-            "--plan",
-            str(self.plan),
-            "--bundle",
-            str(bundle),
-            "--from",
-            str(self.from_dir),
-            "--trusted-root",
-            str(self.root),
-            *extra,
+            "prepare", "--plan", str(plan or self.plan), "--bundle", str(bundle), *source,
+            "--trusted-root", str(self.root), *extra, env=env,
         )
 
     def verify(self, bundle: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -219,17 +222,7 @@ def _prepare_from(setup: Setup, name: str, assertion: bytes, snap: str = "k8s") 
     shutil.copytree(setup.from_dir, src)
     (src / f"{snap}.assert").write_bytes(assertion)
     bundle = setup.tmp / f"bundle-{name}"
-    res = setup.invoke(
-        "prepare",
-        "--plan",
-        str(setup.plan),
-        "--bundle",
-        str(bundle),
-        "--from",
-        str(src),
-        "--trusted-root",
-        str(setup.root),
-    )
+    res = setup.prepare(bundle, from_dir=src)
     assert not (bundle / "manifest.json").exists()
     return _fails(res)
 
@@ -256,17 +249,7 @@ def test_base_comes_from_snap_yaml(setup: Setup) -> None:
     src = setup.tmp / "from-core24"
     make_snap_set(src, setup.auth, images=setup.images[:1], base="core24")
     bundle = setup.tmp / "bundle24"
-    res = setup.invoke(
-        "prepare",
-        "--plan",
-        str(setup.plan),
-        "--bundle",
-        str(bundle),
-        "--from",
-        str(src),
-        "--trusted-root",
-        str(setup.root),
-    )
+    res = setup.prepare(bundle, from_dir=src)
     assert res.returncode == 0, res.stderr + res.stdout
     assert (bundle / "snaps" / "core24.snap").is_file()
     assert not (bundle / "snaps" / "core22.snap").exists()
@@ -281,33 +264,14 @@ def test_without_snap_command_the_error_names_from(setup: Setup) -> None:
     fake = bindir / "snap"
     fake.write_text("#!/bin/sh\necho 'error: cannot download: store unreachable' >&2\nexit 1\n")
     fake.chmod(0o755)
-    res = setup.invoke(
-        "prepare",
-        "--plan",
-        str(setup.plan),
-        "--bundle",
-        str(setup.tmp / "b"),
-        "--trusted-root",
-        str(setup.root),
-        env=hidden,
-    )
+    res = setup.prepare(setup.tmp / "b", download=True, env=hidden)
     _fails(res, "`snap download k8s` failed", "store unreachable", "invoke prepare --from DIR")
 
 
 def test_unknown_image_is_a_clear_error(setup: Setup) -> None:
     plan = setup.tmp / "plan-missing.yaml"
     plan.write_text(setup.plan.read_text().replace("test/multi:1", "test/nothere:1"))
-    res = setup.invoke(
-        "prepare",
-        "--plan",
-        str(plan),
-        "--bundle",
-        str(setup.tmp / "b"),
-        "--from",
-        str(setup.from_dir),
-        "--trusted-root",
-        str(setup.root),
-    )
+    res = setup.prepare(setup.tmp / "b", plan=plan)
     _fails(res, "cannot resolve image", "test/nothere:1")
 
 
