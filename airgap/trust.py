@@ -89,6 +89,7 @@ class Signature:
     hashed_trailer: bytes
     hash_prefix: bytes
     value: int
+    bits: int
     issuer: bytes | None
 
 
@@ -148,12 +149,21 @@ class _Reader:
     def u32(self) -> int:
         return int(struct.unpack(">I", self.take(4))[0])
 
-    def mpi(self, what: str) -> int:
+    def mpi(self, what: str, *, leading_zeros: bool = False) -> tuple[int, int]:
+        """An MPI's value and its declared bit count.
+
+        RFC 4880 says the count is the value's exact bit length, and gpg writes it so.
+        Go's OpenPGP code (snapd, the Snap Store) writes a signature's full key length
+        instead and accepts leading zero bits when reading: about half of all real
+        store signatures have a value shorter than the key. ``leading_zeros`` takes
+        that form; the caller then checks the count against the key.
+        """
         bits = self.u16()
         value = int.from_bytes(self.take((bits + 7) // 8), "big")
-        if value.bit_length() != bits:
+        exact = value.bit_length() == bits
+        if not exact and not (leading_zeros and value.bit_length() < bits):
             raise TrustError(f"{self.where}: {what}: MPI bit count {bits} does not match its value")
-        return value
+        return value, bits
 
     def done(self, what: str) -> None:
         if self.pos != len(self.data):
@@ -202,8 +212,8 @@ def parse_public_key(blob: bytes, where: str) -> PublicKey:
     algo = r.byte()
     if algo != ALGO_RSA:
         raise TrustError(f"{where}: public key algorithm {algo}; only RSA (1) is accepted")
-    n = r.mpi("RSA modulus")
-    e = r.mpi("RSA exponent")
+    n, _ = r.mpi("RSA modulus")
+    e, _ = r.mpi("RSA exponent")
     r.done("public key")
     if n.bit_length() < MIN_RSA_BITS:
         raise TrustError(
@@ -255,10 +265,15 @@ def parse_signature(blob: bytes, where: str) -> Signature:
             )
         issuer = sp_data
     prefix = r.take(2)
-    value = r.mpi("RSA signature")
+    value, bits = r.mpi("RSA signature", leading_zeros=True)
     r.done("signature")
     return Signature(
-        sig_type=sig_type, hashed_trailer=trailer, hash_prefix=prefix, value=value, issuer=issuer
+        sig_type=sig_type,
+        hashed_trailer=trailer,
+        hash_prefix=prefix,
+        value=value,
+        bits=bits,
+        issuer=issuer,
     )
 
 
@@ -309,8 +324,10 @@ def check_signature(
             f"{sig.hash_prefix.hex()} != {digest[:2].hex()}): the assertion was altered"
         )
     size = (key.bits + 7) // 8
-    if sig.value.bit_length() > key.bits:
-        raise TrustError(f"{where}: signature is longer than the {key.bits}-bit key")
+    if (sig.bits + 7) // 8 > size:
+        raise TrustError(
+            f"{where}: signature MPI of {sig.bits} bits is longer than the {key.bits}-bit key"
+        )
     try:
         key.rsa_key.verify(
             sig.value.to_bytes(size, "big"),

@@ -33,8 +33,20 @@ TIMESTAMP = "2024-05-01T12:00:00.123456Z"
 
 
 def _mpi(value: int) -> bytes:
+    """An MPI with its exact bit length, as Go and gpg write a public key's numbers."""
     bits = value.bit_length()
     return struct.pack(">H", bits) + value.to_bytes((bits + 7) // 8, "big")
+
+
+def _signature_mpi(raw: bytes) -> bytes:
+    """An RSA signature as Go's OpenPGP code (snapd, the Snap Store) writes it.
+
+    The bit count is the key's full length (8 x the signature's bytes) and the value
+    keeps its leading zero bytes, whatever its own bit length: about half of all
+    real store signatures are shorter than the key, so the lab's authority produces
+    them too and every lab run exercises that path.
+    """
+    return struct.pack(">H", 8 * len(raw)) + raw
 
 
 def _new_packet(tag: int, body: bytes) -> bytes:
@@ -97,7 +109,7 @@ class SigningKey:
             + struct.pack(">H", len(unhashed))
             + unhashed
             + digest[:2]
-            + _mpi(int.from_bytes(raw, "big"))
+            + _signature_mpi(raw)
         )
         return b"\x01" + _new_packet(2, body)
 

@@ -3,7 +3,6 @@ and on a chain the tests sign themselves."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -99,7 +98,6 @@ def test_flipping_a_sample_of_bytes_fails_and_names_the_assertion(which: str, re
 
 
 def test_full_sweep_every_single_byte_flip_fails() -> None:
-    start = time.monotonic()
     blobs = {"root": ROOT, "store": STORE, "revision": REVISION}
     passed = []
     for which, data in blobs.items():
@@ -111,7 +109,6 @@ def test_full_sweep_every_single_byte_flip_fails() -> None:
                 continue
             passed.append((which, i))
     assert passed == []
-    assert time.monotonic() - start < 30
 
 
 def test_real_store_key_with_until_before_revision_fails() -> None:
