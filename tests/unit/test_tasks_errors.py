@@ -1,7 +1,8 @@
 """Bad input to the tasks, run as a user runs them: a clean `Error:`, never a traceback.
 
-Every case fails before any network use, or at worst talks to 127.0.0.1 on a port
-nothing listens on (the plan's mirror and nodes are loopback only).
+Every case here fails before any network use (the plan's mirror and nodes are on a
+loopback port no case connects to); the cases that must try the network first are in
+tests/integration/test_tasks_errors_network.py.
 
 Not covered: a non-number for an int flag (`--parallel abc`, `--timeout x`). invoke
 casts those while parsing argv, before any task code runs, and prints its own
@@ -10,45 +11,18 @@ ValueError traceback; no task can catch it.
 
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-INVOKE = ROOT / ".venv" / "bin" / "invoke"
+from tests.support.taskrun import assert_clean_error, bad_input_workdir, run_task
 
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+PORT = 9  # never connected to by these cases
 
 
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
-    port = _closed_port()
-    plan = {
-        "access": ["mirror", "sideload"],
-        "nodes": [{"name": "node-1", "address": "127.0.0.1"}],
-        "mirror": {"url": f"http://127.0.0.1:{port}"},
-    }
-    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "not-a-ca.pem").write_text("hello\n")
-    (tmp_path / "port").write_text(str(port))
-    # images on a loopback "upstream" nothing serves: nothing can leave the machine
-    (tmp_path / "images.txt").write_text(f"127.0.0.1:{port}/test/pause:3.10\n")
-    bundle = tmp_path / "bad-bundle"
-    bundle.mkdir()
-    (bundle / "manifest.json").write_text(json.dumps(
-        {"version": 1, "files": {}, "snaps": [], "images": ["docker.io/library/busybox:1"]}
-    ))
-    return tmp_path
+    return bad_input_workdir(tmp_path, PORT)
 
 
 # (id, argv with {w} for the work dir, text stderr must hold)
@@ -71,9 +45,6 @@ CASES: list[tuple[str, list[str], list[str]]] = [
      ["--upstream-ca", "not-a-ca.pem: not a PEM certificate"]),
     ("mirror-parallel-0", ["mirror", "--plan", "{w}/plan.yaml", "--parallel", "0"],
      ["--parallel 0", "Resolution:"]),
-    ("mirror-unreachable",
-     ["mirror", "--plan", "{w}/plan.yaml", "--images", "{w}/images.txt"],
-     ["127.0.0.1:{port}"]),
     ("sideload-no-out", ["sideload", "--plan", "{w}/plan.yaml"], ["--out DIR"]),
     ("sideload-bad-platform",
      ["sideload", "--plan", "{w}/plan.yaml", "--out", "{w}/out", "--platform", "amd64"],
@@ -87,10 +58,6 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("sideload-no-export-empty-out",
      ["sideload", "--plan", "{w}/plan.yaml", "--no-export", "--out", "{w}/empty"],
      ["empty: no *.tar archives", "Resolution:"]),
-    ("sideload-source-unreachable",
-     ["sideload", "--plan", "{w}/plan.yaml", "--out", "{w}/out", "--images", "{w}/images.txt",
-      "--source", "http://127.0.0.1:{port}"],
-     ["regctl could not export 127.0.0.1:{port}/test/pause:3.10", "Resolution:"]),
     ("sideload-missing-lock",
      ["sideload", "--plan", "{w}/plan.yaml", "--out", "{w}/out", "--lock", "{w}/x.lock"],
      ["x.lock: images.lock not found"]),
@@ -108,15 +75,6 @@ CASES: list[tuple[str, list[str], list[str]]] = [
 
 @pytest.mark.parametrize(("argv", "wanted"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_a_clean_error(work: Path, argv: list[str], wanted: list[str]) -> None:
-    port = (work / "port").read_text()
-    args = [a.replace("{w}", str(work)).replace("{port}", port) for a in argv]
-    wanted = [t.replace("{port}", port) for t in wanted]
-    proc = subprocess.run([str(INVOKE), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, check=False)
-    shown = f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    assert proc.returncode != 0, shown
-    assert proc.stderr.startswith("Error:"), shown
-    assert "Traceback" not in proc.stdout + proc.stderr, shown
-    for text in wanted:
-        assert text in proc.stderr, shown
+    args = [a.replace("{w}", str(work)) for a in argv]
+    assert_clean_error(run_task(*args), wanted)
     assert not (work / "out").exists(), "a failed task wrote its output"

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.taskrun import run_task
 
 
 def invoke(*args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "invoke", "-r", str(ROOT), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = run_task(*args)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
