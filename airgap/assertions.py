@@ -223,6 +223,14 @@ def parse_stream(data: bytes, source: str = "<assertions>") -> list[Assertion]:
         n += 1
         where = f"{source}: assertion {n}"
         start = pos
+        first_line = data[pos:].split(b"\n", 1)[0]
+        if first_line.endswith(b"\r") and first_line.startswith(b"type: "):
+            raise AssertionError_(
+                f"{where}: CRLF line endings (the file was converted to Windows line endings "
+                "on the way); assertions use LF only, and a signature covers the exact bytes",
+                resolution=f"Convert it back with `dos2unix {source}` (or `sed -i 's/\\r$//'`) "
+                "and check it again; if it still fails, download the assertion again.",
+            )
         head_end = data.find(b"\n\n", pos)
         if head_end < 0:
             raise AssertionError_(

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from airgap import __version__, process, tools
+from airgap import __version__, process, sideload, tools
 from airgap.config import Plan, workload_images
 from airgap.errors import AirgapError
 from airgap.fileio import write_atomic
@@ -666,12 +666,16 @@ def _verify_lock(bundle: Path, manifest: Manifest, report: VerifyReport) -> None
 
 def _verify_archives(bundle: Path, report: VerifyReport) -> bool:
     """Run the side-load validator on images/*.tar when the side-load module is present."""
+    for stray in sideload.not_imported(bundle / IMAGES_DIR):
+        err = sideload.not_imported_error([stray], "in the bundle")
+        report.add(
+            stray.relative_to(bundle).as_posix(),
+            "archive",
+            False,
+            f"{err.brief.split(': ', 1)[1]}. Resolution: {err.resolution}",
+        )
     archives = sorted((bundle / IMAGES_DIR).glob("*.tar"))
     if not archives:
-        return False
-    try:
-        from airgap import sideload
-    except ImportError:
         return False
     lock_path = bundle / LOCK_FILE
     lock = read_lock(lock_path) if lock_path.is_file() else None

@@ -331,11 +331,12 @@ def validate_archive(
         problems.append((f"names {dup[0]} twice", "Export each image once."))
     if problems:
         brief = f"{display or path}: {problems[0][0]}"
-        if len(problems) > 1:
-            brief += f" (and {len(problems) - 1} more problem(s))"
+        more = problems[1:]
+        if more:
+            brief += f" (and {len(more)} more problem(s))"
         raise AirgapError(
             brief,
-            details="\n".join(f"- {p}" for p, _ in problems),
+            details="\n".join(f"- also: {p}" for p, _ in more) or None,
             resolution=" ".join(dict.fromkeys(r for _, r in problems)),
         )
     images = tuple(
@@ -383,6 +384,42 @@ def validate_archives(
     return reports
 
 
+COMPRESSED_SUFFIXES = (".gz", ".tgz", ".zst", ".xz", ".bz2", ".lz4")
+
+
+def not_imported(directory: Path) -> list[Path]:
+    """Files beside the archives that the runtime would silently skip.
+
+    The k8s snap's containerd imports only uncompressed ``*.tar`` (FACTS): a
+    ``.tar.gz`` is ignored without a word, and its images are then missing offline.
+    """
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix != ".tar")
+
+
+def not_imported_error(files: Sequence[Path], where: str) -> AirgapError:
+    first = files[0]
+    compressed = first.name.endswith(COMPRESSED_SUFFIXES)
+    why = (
+        "is compressed, and the runtime imports only uncompressed *.tar"
+        if compressed
+        else "is not named *.tar, and the runtime imports only *.tar"
+    )
+    others = f" (and {len(files) - 1} more: {', '.join(f.name for f in files[1:4])})" if (
+        len(files) > 1
+    ) else ""
+    fix = (
+        f"Decompress it (e.g. `gunzip {first}` for .gz) so that it ends in .tar, or remove it"
+        if compressed
+        else "Rename it to *.tar if it is an uncompressed archive, or remove it"
+    )
+    return AirgapError(
+        f"{first}: {why}; its images would be missing on the nodes{others}",
+        resolution=f"{fix}; `invoke sideload` writes archives the runtime imports. ({where})",
+    )
+
+
 def archives_in(out_dir: Path) -> list[Path]:
     """The *.tar archives a previous export wrote into ``out_dir`` (--no-export)."""
     if not out_dir.is_dir():
@@ -392,6 +429,9 @@ def archives_in(out_dir: Path) -> list[Path]:
             "--no-export), or pass the directory that holds them (--out, or --bundle for "
             "BUNDLE/images).",
         )
+    stray = not_imported(out_dir)
+    if stray:
+        raise not_imported_error(stray, f"found in {out_dir}")
     archives = sorted(out_dir.glob("*.tar"))
     if not archives:
         raise AirgapError(

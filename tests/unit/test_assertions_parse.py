@@ -104,3 +104,17 @@ def test_second_assertion_is_named(tmp_path: Path) -> None:
 def test_missing_file_names_it(tmp_path: Path) -> None:
     with pytest.raises(AssertionError_, match="assertion file not found"):
         read_stream(tmp_path / "k8s.assert")
+
+
+@pytest.mark.parametrize(
+    "name", ["JUJH91Ve_142.snap-revision.assert", "canonical-root.account-key.assert"]
+)
+def test_crlf_line_endings_are_named_with_the_fix(tmp_path: Path, name: str) -> None:
+    # a real assertion carried through a Windows machine or a mail client
+    path = tmp_path / name
+    path.write_bytes((DATA / name).read_bytes().replace(b"\n", b"\r\n"))
+    with pytest.raises(AssertionError_) as err:
+        read_stream(path)
+    assert "CRLF line endings" in err.value.brief
+    assert "no blank line" not in str(err.value)
+    assert f"dos2unix {path}" in (err.value.resolution or "")

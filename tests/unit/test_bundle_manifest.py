@@ -123,3 +123,13 @@ def test_malformed_manifest_says_the_expected_shape(
         read_manifest(tmp_path)
     assert "Error(" not in str(info.value)  # no Python exception leaks into the message
     assert info.value.resolution
+
+
+def test_a_compressed_archive_in_the_bundle_is_named(bundle: tuple[Path, Path]) -> None:
+    b, root = bundle
+    (b / "images").mkdir()
+    (b / "images" / "coredns.tar.gz").write_bytes(b"\x1f\x8b\x08\x00")
+    with pytest.raises(BundleError) as err:
+        verify_bundle(b, root)
+    row = [r for r in err.value.report.rows if r.path == "images/coredns.tar.gz"]
+    assert any("is compressed" in r.detail and "gunzip" in r.detail for r in row), row

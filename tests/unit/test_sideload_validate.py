@@ -10,7 +10,7 @@ import pytest
 from airgap.errors import AirgapError
 from airgap.images import parse_image_ref
 from airgap.ociarchive import read_archive, tar_overhead, write_layout_tar
-from airgap.sideload import validate_archive, validate_archives
+from airgap.sideload import archives_in, validate_archive, validate_archives
 from tests.unit.test_sideload_fixtures import (
     Archive,
     Img,
@@ -198,7 +198,35 @@ def test_several_problems_are_all_listed(tmp_path: Path) -> None:
     with pytest.raises(AirgapError) as err:
         validate_archive(path, refs(PAUSE), AMD64)
     assert "and 1 more problem" in err.value.brief
-    assert "linux/arm64" in (err.value.details or "")
+    details = err.value.details or ""
+    assert "linux/arm64" in details
+    first = err.value.brief.split(": ", 1)[1].split(" (and ", 1)[0]
+    assert first not in details, "the details repeat the headline"
+
+
+def test_one_problem_has_no_details_repeating_it(tmp_path: Path) -> None:
+    path = oci_archive(tmp_path / "x.tar", Img(None))
+    with pytest.raises(AirgapError) as err:
+        validate_archive(path, refs(PAUSE), AMD64)
+    assert err.value.details is None
+    assert str(err.value).count(err.value.brief.split(": ", 1)[1]) == 1
+
+
+def test_a_compressed_file_beside_the_archives_is_named(tmp_path: Path) -> None:
+    oci_archive(tmp_path / "pause.tar", Img(PAUSE))
+    (tmp_path / "coredns.tar.gz").write_bytes(b"\x1f\x8b\x08\x00")
+    with pytest.raises(AirgapError) as err:
+        archives_in(tmp_path)
+    assert "coredns.tar.gz: is compressed" in err.value.brief
+    assert "images would be missing" in err.value.brief
+    assert "gunzip" in (err.value.resolution or "")
+
+
+def test_another_file_beside_the_archives_is_named(tmp_path: Path) -> None:
+    oci_archive(tmp_path / "pause.tar", Img(PAUSE))
+    (tmp_path / "pause.oci").write_bytes(b"x")
+    with pytest.raises(AirgapError, match=r"pause.oci: is not named \*\.tar"):
+        archives_in(tmp_path)
 
 
 def test_layout_tar_overhead_is_headers_only(tmp_path: Path) -> None:
