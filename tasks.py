@@ -6,12 +6,31 @@ an AirgapError into a clean message and a non-zero exit (never a traceback).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from invoke import Collection, Exit, task
 from rich.console import Console
 
 from airgap.cli import configure_logging, user_errors
 
 console = Console(stderr=True)
+
+# Every task that checks snap assertion signatures takes these two flags, with this help.
+TRUST_HELP = {
+    "trusted_root": "Root account-key assertion to trust instead of Canonical's (a brand "
+    "store, the lab, tests).",
+    "no_signature_check": "Do not check assertion signatures (loud warning; last resort).",
+}
+
+
+def _trust_flags(trusted_root: str | None, no_signature_check: bool) -> tuple[Path | None, bool]:
+    """(--trusted-root as a Path or None, whether signatures are checked); warns loudly."""
+    from airgap.bundle import NO_CHECK_WARNING
+
+    check = not (no_signature_check and not trusted_root)
+    if not check:
+        console.print(f"[bold red]{NO_CHECK_WARNING}[/]")
+    return (Path(trusted_root) if trusted_root else None), check
 
 
 @task(help={"debug": "Log every command run (secrets are never logged)."})
@@ -290,11 +309,13 @@ def preflight(c, plan=None, bundle=None, node=None, debug=False):
         "bundle": "The bundle written by `invoke prepare --bundle DIR` (verified first).",
         "node": "Deploy only this node (repeatable); joins need the bootstrap node.",
         "timeout": "Seconds to wait for every node to be Ready (default 900).",
+        **TRUST_HELP,
         "debug": "Log every command run (secrets are never logged).",
     },
     iterable=["node"],
 )
-def deploy(c, plan=None, bundle=None, node=None, timeout=900, debug=False):
+def deploy(c, plan=None, bundle=None, node=None, timeout=900, trusted_root=None,
+           no_signature_check=False, debug=False):
     """Install k8s from the bundle, configure the runtime, bootstrap, join, wait for Ready."""
     configure_logging(debug)
     from pathlib import Path
@@ -309,6 +330,7 @@ def deploy(c, plan=None, bundle=None, node=None, timeout=900, debug=False):
     if not plan or not bundle:
         raise Exit("Error: --plan FILE and --bundle DIR are required (see `invoke deploy --help`)",
                    code=1)
+    root, check = _trust_flags(trusted_root, no_signature_check)
     with user_errors():
         p = load_plan(plan)
         nodes = build_nodes(p, node or None)
@@ -316,6 +338,7 @@ def deploy(c, plan=None, bundle=None, node=None, timeout=900, debug=False):
             with console.status("deploy") as status:
                 report = run_deploy(
                     p, nodes, Path(bundle), ready_timeout=float(timeout),
+                    trusted_root=root, check_signatures=check,
                     on_progress=lambda n, msg: status.update(f"deploy: {n}: {msg}"),
                 )
         finally:
@@ -338,8 +361,7 @@ def deploy(c, plan=None, bundle=None, node=None, timeout=900, debug=False):
         "plan": "The plan (airgap.yaml): k8s channel, workload images, target platforms.",
         "bundle": "The bundle directory to write (re-runs keep files that still verify).",
         "from": "Build from snaps and .assert files downloaded elsewhere (no Snap Store needed).",
-        "trusted_root": "Root account-key to trust instead of Canonical's (brand store, tests).",
-        "no_signature_check": "Do not check assertion signatures (loud warning; last resort).",
+        **TRUST_HELP,
         "refresh_images": "Resolve image digests again even when images.lock is current.",
         "debug": "Log every command run.",
     }
@@ -361,10 +383,8 @@ def prepare(c, plan=None, bundle=None, from_=None, trusted_root=None, no_signatu
     stdout = Console()
     with user_errors():
         p = load_plan(plan)
-        if no_signature_check and not trusted_root:
-            console.print(f"[bold red]{NO_CHECK_WARNING}[/]")
-        trust = load_trust(Path(trusted_root) if trusted_root else None,
-                           not (no_signature_check and not trusted_root))
+        root, check = _trust_flags(trusted_root, no_signature_check)
+        trust = load_trust(root, check)
         with console.status("preparing") as status:
             rep = prepare_bundle(p, Path(bundle), from_dir=Path(from_) if from_ else None,
                                  trust=trust, refresh_images=refresh_images,
@@ -390,8 +410,7 @@ def prepare(c, plan=None, bundle=None, from_=None, trusted_root=None, no_signatu
 @task(
     help={
         "bundle": "The bundle directory (as copied across the gap).",
-        "trusted_root": "Root account-key assertion to trust instead of Canonical's.",
-        "no_signature_check": "Do not check assertion signatures (loud warning; last resort).",
+        **TRUST_HELP,
         "debug": "Log every command run.",
     }
 )
@@ -402,7 +421,7 @@ def verify(c, bundle=None, trusted_root=None, no_signature_check=False, debug=Fa
 
     from rich.table import Table
 
-    from airgap.bundle import NO_CHECK_WARNING, BundleError, VerifyReport, verify_bundle
+    from airgap.bundle import BundleError, VerifyReport, verify_bundle
 
     if not bundle:
         raise Exit("Error: --bundle DIR is required (see `invoke verify --help`)", code=1)
@@ -418,13 +437,11 @@ def verify(c, bundle=None, trusted_root=None, no_signature_check=False, debug=Fa
         if not rep.sideload_checked:
             stdout.print("side-load archives: none in images/ (nothing to validate)")
 
-    check = not (no_signature_check and not trusted_root)
-    if not check:
-        console.print(f"[bold red]{NO_CHECK_WARNING}[/]")
+    root, check = _trust_flags(trusted_root, no_signature_check)
     with user_errors():
         try:
             with console.status("verifying") as status:
-                rep = verify_bundle(Path(bundle), Path(trusted_root) if trusted_root else None,
+                rep = verify_bundle(Path(bundle), root,
                                     check, progress=lambda msg: status.update(msg))
         except BundleError as exc:
             show(exc.report)

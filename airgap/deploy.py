@@ -38,6 +38,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from airgap.bundle import read_manifest, verify_bundle
 from airgap.config import (
     CONTAINERD_UNIT,
     SIDELOAD_DIR,
@@ -194,8 +195,6 @@ def _manifest_snaps(root: Path) -> list[BundleSnap]:
     (an old base, say) is verified by nobody and must never be installed."""
     if not (root / "manifest.json").is_file():
         return []
-    from airgap.bundle import read_manifest
-
     out = []
     for entry in read_manifest(root).snaps:
         snap, assertion = root / entry.file, root / entry.assertion
@@ -217,10 +216,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _default_verify(bundle: Path) -> object:
-    from airgap.bundle import verify_bundle
-
-    return verify_bundle(bundle)
 
 
 @functools.lru_cache(maxsize=4)
@@ -255,7 +250,8 @@ def _default_deliver(plan: Plan, node: Node, archives: Sequence[Path]) -> str:
         bad = [f"{r.image}: {r.status}" for r in result.rows if not r.ok]
         raise AirgapError(
             f"{node.name}: side-loading failed: {result.error or ', '.join(bad[:3])}",
-            resolution="Check the archives with `invoke sideload --check`, then run deploy again.",
+            resolution="Check the archives with `invoke verify --bundle DIR` (it validates them "
+            "against the runtime's rules), then run deploy again.",
         )
     return DELIVERED
 
@@ -280,7 +276,7 @@ def _default_confirm(
             + ", ".join(bad[:3]) + (" ..." if len(bad) > 3 else ""),
             resolution=f"On {node.name}: `ls {SIDELOAD_DIR}` (imported archives are "
             "renamed *.tar.loaded) and `journalctl -u snap.k8s.containerd`; check the archives "
-            "with `invoke sideload --check`, then run deploy again.",
+            "with `invoke verify --bundle DIR`, then run deploy again.",
         )
     return StepStatus.done, f"{len(rows)} image(s) imported into k8s.io, digests checked"
 
@@ -626,6 +622,8 @@ def deploy(
     bundle_dir: Path,
     *,
     verify: Callable[[Path], object] | None = None,
+    trusted_root: Path | None = None,
+    check_signatures: bool = True,
     deliver: Callable[[Plan, Node, Sequence[Path]], str] | None = None,
     confirm_timeout: float = 300.0,
     ready_timeout: float = READY_TIMEOUT,
@@ -638,10 +636,14 @@ def deploy(
     """Deploy the plan's nodes from ``bundle_dir``. Failures are in the report, not raised.
 
     Only input errors (bad bundle, bundle verification, unknown node) raise AirgapError,
-    before any node is touched.
+    before any node is touched. The bundle is verified first, with ``trusted_root`` and
+    ``check_signatures`` as `invoke verify` takes them (``verify`` replaces that check).
     """
     progress = on_progress or (lambda _node, _msg: None)
-    (verify or _default_verify)(bundle_dir)
+    if verify is not None:
+        verify(bundle_dir)
+    else:
+        verify_bundle(bundle_dir, trusted_root, check_signatures)
     bundle = read_bundle(bundle_dir)
     specs = [n for n in plan.nodes if n.name in nodes]
     missing = [n for n in nodes if n not in {s.name for s in plan.nodes}]
