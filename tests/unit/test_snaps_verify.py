@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,19 @@ def test_failing_snap_download_points_at_from(
         "--basename=core22",
         f"--target-directory={tmp_path / 'out'}",
     ]
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 3 * 4096 + 5])
+def test_hash_file_two_digests_in_parallel_match_hashlib(tmp_path: Path, size: int) -> None:
+    import base64
+    import hashlib
+
+    from airgap.snaps import hash_file
+
+    data = os.urandom(size)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    got = hash_file(path, sha3=True, chunk=4096)
+    want3 = base64.urlsafe_b64encode(hashlib.sha3_384(data).digest()).rstrip(b"=").decode()
+    assert (got.size, got.sha256, got.sha3_384) == (size, hashlib.sha256(data).hexdigest(), want3)
+    assert hash_file(path, chunk=4096).sha256 == got.sha256
