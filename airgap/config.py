@@ -124,6 +124,14 @@ class MirrorSettings(_Model):
     @classmethod
     def _url(cls, v: str) -> str:
         parts = urlsplit(v)
+        if "@" in parts.netloc:
+            # checked first, and the value never echoed: it holds a secret
+            raise ValueError(
+                "credentials in the mirror URL are not accepted: they would be written in "
+                "clear into hosts.toml on every node; write scheme://host[:port] and put the "
+                "NAMES of two environment variables in mirror.username_env and "
+                "mirror.password_env"
+            )
         if parts.scheme not in ("http", "https"):
             raise ValueError(
                 f"{v!r} needs a scheme: write http://HOST:PORT or https://HOST:PORT"

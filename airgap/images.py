@@ -142,6 +142,15 @@ def parse_image_list(text: str, source: str = "<images>") -> list[ImageRef]:
                 "e.g. ghcr.io/canonical/coredns:1.11.1-ck4",
             ) from None
         seen.setdefault(str(ref), ref)
+    if not seen:
+        raise ImageListError(
+            f"{source}: no image references (the list is empty, or only comments and blank "
+            "lines)",
+            resolution="An empty list usually means the command that wrote it failed: write "
+            "it again on a machine with the k8s snap (`k8s list-images > images.txt`) and "
+            "check its exit code, or leave --images out to use the bundle's images.lock or "
+            "the built-in list.",
+        )
     return sorted(seen.values(), key=str)
 
 
