@@ -38,7 +38,7 @@ def test_credentials_in_the_mirror_url_through_render(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text", ["", "\n\n", "# k8s list-images failed\n\n  # nothing\n"])
 def test_an_image_list_without_images_is_refused(tmp_path: Path, text: str) -> None:
-    with pytest.raises(ImageListError, match="list.txt: no image references"):
+    with pytest.raises(ImageListError, match=r"list\.txt: no image references"):
         parse_image_list(text, "list.txt")
     path = tmp_path / "list.txt"
     path.write_text(text)
