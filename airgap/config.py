@@ -280,6 +280,11 @@ class NetworkSettings(_Model):
     @field_validator("pod_cidr", "service_cidr")
     @classmethod
     def _cidr(cls, v: str) -> str:
+        if "/" not in v:
+            raise ValueError(
+                f"{v!r} has no prefix length (it would be read as a single address, /32): "
+                "write it as a network, e.g. 10.1.0.0/16"
+            )
         try:
             return str(ipaddress.ip_network(v, strict=True))
         except ValueError as exc:
@@ -291,6 +296,19 @@ class NetworkSettings(_Model):
         if not _IFACE_RE.match(v):
             raise ValueError(f"{v!r} is not a network interface name")
         return v
+
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> NetworkSettings:
+        pods = ipaddress.ip_network(self.pod_cidr)
+        services = ipaddress.ip_network(self.service_cidr)
+        if pods.version == services.version and pods.overlaps(services):
+            raise ValueError(
+                f"service_cidr {services} overlaps pod_cidr {pods}: Kubernetes needs them "
+                "apart; pick a service CIDR outside the pod CIDR (defaults "
+                f"{DEFAULT_POD_CIDR} and {DEFAULT_SERVICE_CIDR})"
+            )
+        return self
 
 
 class K8sSettings(_Model):
@@ -392,6 +410,16 @@ class Plan(_Model):
         dupa = sorted({a for a in addrs if addrs.count(a) > 1})
         if dupa:
             raise ValueError(f"nodes: duplicate node address {dupa[0]!r}")
+        for i, n in enumerate(self.nodes):
+            addr = ipaddress.ip_address(n.address)
+            for field, cidr in (("pod_cidr", self.network.pod_cidr),
+                                ("service_cidr", self.network.service_cidr)):
+                if addr in ipaddress.ip_network(cidr):
+                    raise ValueError(
+                        f"nodes[{i}].address {n.address} ({n.name}) is inside network.{field} "
+                        f"{cidr}: pods or services would shadow the node; move network.{field} "
+                        "to a range no node uses"
+                    )
         if not any(n.role is Role.control_plane for n in self.nodes):
             raise ValueError("nodes: at least one node needs role control-plane")
         if Mode.mirror in self.access and self.mirror is None:

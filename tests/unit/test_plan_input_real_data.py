@@ -45,3 +45,32 @@ def test_an_image_list_without_images_is_refused(tmp_path: Path, text: str) -> N
     with pytest.raises(ImageListError) as err:
         read_image_list(path)
     assert "k8s list-images" in (err.value.resolution or "")
+
+
+def _plan(network: dict[str, str], address: str = "10.0.0.9") -> dict[str, object]:
+    return {"access": ["proxy"], "proxy": {"https": "http://10.0.0.2:3128"},
+            "network": network, "nodes": [{"name": "node-1", "address": address}]}
+
+
+@pytest.mark.parametrize(
+    ("network", "address", "wanted"),
+    [
+        ({"pod_cidr": "10.1.0.0"}, "10.0.0.9", "network.pod_cidr: '10.1.0.0' has no prefix"),
+        ({"service_cidr": "10.152.183.0"}, "10.0.0.9", "network.service_cidr: '10.152.183.0'"),
+        ({"pod_cidr": "10.0.0.0/8", "service_cidr": "10.152.183.0/24"}, "192.168.1.5",
+         "service_cidr 10.152.183.0/24 overlaps pod_cidr 10.0.0.0/8"),
+        ({}, "10.1.2.3", "nodes[0].address 10.1.2.3 (node-1) is inside network.pod_cidr"),
+        ({}, "10.152.183.7", "is inside network.service_cidr 10.152.183.0/24"),
+    ],
+)
+def test_network_values_that_cannot_work_are_refused(
+    network: dict[str, str], address: str, wanted: str
+) -> None:
+    with pytest.raises(AirgapError) as err:
+        parse_plan(_plan(network, address), source="airgap.yaml")
+    assert wanted in str(err.value), str(err.value)
+
+
+def test_default_networks_and_a_plain_node_address_pass() -> None:
+    plan = parse_plan(_plan({}), source="airgap.yaml")
+    assert (plan.network.pod_cidr, plan.network.service_cidr) == ("10.1.0.0/16", "10.152.183.0/24")
