@@ -42,6 +42,9 @@ SIDELOAD_DIR = "/var/snap/k8s/common/images"
 PROXY_DROPIN = "/etc/systemd/system/snap.k8s.containerd.service.d/http-proxy.conf"
 CONTAINERD_UNIT = "snap.k8s.containerd"
 
+MAX_PLAN_BYTES = 1024 * 1024
+MAX_PLAN_DEPTH = 32
+
 _CA_RESOLUTION = (
     "Point mirror.ca_file at the PEM file of the CA that signed the mirror's certificate."
 )
@@ -497,10 +500,58 @@ def parse_plan(data: Any, *, source: str = "<plan>", base_dir: Path | None = Non
     return plan.model_copy(update={"base_dir": base_dir or Path("."), "source": source})
 
 
+class _PlanLoader(yaml.SafeLoader):
+    """YAML as a plan may be: no key twice in one mapping, no absurd nesting.
+
+    PyYAML keeps the last of two equal keys without a word (a second ``mirror:`` wins),
+    and composes nested nodes recursively (a file nested thousands deep ends in a
+    RecursionError of thousands of lines).
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_PLAN_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_PLAN_DEPTH} levels deep",
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # an unhashable key: SafeConstructor reports it
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None,
+                    f"duplicate key {key!r} (first at line {first.line + 1}; YAML would "
+                    "silently keep the last one)",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_plan(path: str | os.PathLike[str]) -> Plan:
     """Load and validate airgap.yaml; PlanError names the file and the field."""
     p = Path(path)
     try:
+        if p.stat().st_size > MAX_PLAN_BYTES:
+            raise PlanError(
+                f"{p}: {p.stat().st_size} bytes is far too large for a plan "
+                f"(limit {MAX_PLAN_BYTES // 1024} KiB)",
+                resolution="Pass the airgap.yaml itself; list images in separate files "
+                "(images.files).",
+            )
         text = p.read_text()
     except FileNotFoundError:
         raise PlanError(
@@ -510,7 +561,7 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise PlanError(f"{p}: cannot read the plan ({exc})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_PlanLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -23,6 +23,10 @@ DOCKER_HUB_SERVER = "https://registry-1.docker.io"
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPO_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+# The distribution spec's limit on a repository name (registry host and path); a line
+# longer than any reference can be is refused before it is parsed.
+MAX_NAME = 255
+MAX_LINE = 4096
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$|^sha512:[a-f0-9]{128}$")
 _HOST_RE = re.compile(
@@ -120,6 +124,11 @@ def parse_image_ref(text: str) -> ImageRef:
         )
     if registry == DOCKER_HUB and "/" not in repo:
         repo = f"library/{repo}"
+    if len(registry) + 1 + len(repo) > MAX_NAME:
+        raise ValueError(
+            f"{registry}/{repo[:40]}...: the name is {len(registry) + 1 + len(repo)} "
+            f"characters; registries refuse names over {MAX_NAME}"
+        )
     if tag is None and digest is None:
         tag = "latest"
     return ImageRef(registry, repo, tag, digest)
@@ -130,6 +139,13 @@ def parse_image_list(text: str, source: str = "<images>") -> list[ImageRef]:
     trailing spaces are fine; duplicates are merged. Returns a sorted, unique list."""
     seen: dict[str, ImageRef] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
+        if len(raw) > MAX_LINE:
+            raise ImageListError(
+                f"{source}:{number}: line of {len(raw)} characters (an image reference is "
+                f"at most {MAX_NAME + 150}); this is not an image list",
+                resolution="Pass the output of `k8s list-images` or the snap's images.txt: "
+                "one reference per line.",
+            )
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue

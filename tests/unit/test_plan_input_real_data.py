@@ -74,3 +74,48 @@ def test_network_values_that_cannot_work_are_refused(
 def test_default_networks_and_a_plain_node_address_pass() -> None:
     plan = parse_plan(_plan({}), source="airgap.yaml")
     assert (plan.network.pod_cidr, plan.network.service_cidr) == ("10.1.0.0/16", "10.152.183.0/24")
+
+
+def _render(tmp_path: Path, plan_text: str | bytes, images: str | None = None) -> str:
+    plan = tmp_path / "airgap.yaml"
+    plan.write_bytes(plan_text if isinstance(plan_text, bytes) else plan_text.encode())
+    args = ["render", "--plan", str(plan), "--out", str(tmp_path / "out")]
+    if images is not None:
+        (tmp_path / "images.txt").write_text(images)
+        args += ["--images", str(tmp_path / "images.txt")]
+    proc = run_task(*args)
+    assert_clean_error(proc, [])
+    assert proc.stderr.count("Error:") == 1 and len(proc.stderr) < 2000, proc.stderr[:3000]
+    assert not (tmp_path / "out").exists()
+    return proc.stderr
+
+
+GOOD = (
+    "access: [proxy]\nproxy:\n  https: http://10.0.0.2:3128\n"
+    "nodes:\n  - name: node-1\n    address: 10.0.0.9\n"
+)
+
+
+def test_yaml_nested_5000_deep_is_one_error(tmp_path: Path) -> None:
+    err = _render(tmp_path, GOOD + "extra: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert "nested more than 32 levels deep" in err
+
+
+def test_a_duplicate_key_is_refused_with_both_lines(tmp_path: Path) -> None:
+    err = _render(tmp_path, GOOD + "proxy:\n  https: http://10.0.0.3:3128\n")
+    assert "duplicate key 'proxy' (first at line 2" in err and "line 7" in err
+
+
+def test_a_huge_plan_is_refused(tmp_path: Path) -> None:
+    err = _render(tmp_path, GOOD + "#" * (2 * 1024 * 1024) + "\n")
+    assert "far too large for a plan" in err
+
+
+def test_an_image_name_over_255_characters_is_refused(tmp_path: Path) -> None:
+    err = _render(tmp_path, GOOD, "ghcr.io/" + "a" * 250 + ":1\n")
+    assert "registries refuse names over 255" in err
+
+
+def test_a_2_mb_line_in_an_image_list_is_refused(tmp_path: Path) -> None:
+    err = _render(tmp_path, GOOD, "ghcr.io/canonical/pause:3.10\n" + "x" * (2 * 1024 * 1024) + "\n")
+    assert "images.txt:2: line of 2097152 characters" in err
