@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from airgap.defaults import DEFAULT_CHANNEL
 from airgap.errors import PlanError
 from airgap.images import (
     ImageRef,
@@ -315,14 +316,14 @@ class NetworkSettings(_Model):
 
 
 class K8sSettings(_Model):
-    channel: str = "1.32-classic/stable"
+    channel: str = DEFAULT_CHANNEL
     containerd_base_dir: str | None = None
 
     @field_validator("channel")
     @classmethod
     def _channel(cls, v: str) -> str:
         if not re.match(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+){0,2}$", v):
-            raise ValueError(f"{v!r} is not a snap channel such as 1.32-classic/stable")
+            raise ValueError(f"{v!r} is not a snap channel such as 1.36-classic/stable")
         return v
 
     @field_validator("containerd_base_dir")
@@ -675,7 +676,7 @@ _STARTER_HEAD = """\
 # Preview every file the plan puts on a node:  invoke render --plan {name} --out rendered
 
 k8s:
-  channel: 1.32-classic/stable        # the k8s snap channel to download
+  channel: {channel}        # the k8s snap channel to download (matches the built-in image list)
   # containerd_base_dir: /opt/k8s     # only if bootstrap/join set containerd-base-dir
 
 # How nodes get images: one or more of proxy, mirror, sideload.
@@ -735,7 +736,7 @@ platforms: [linux/amd64]
 
 def starter_plan(mode: Mode, name: str = "airgap.yaml") -> str:
     """A commented plan that validates as written, for `invoke init`."""
-    text = _STARTER_HEAD.format(name=name, mode=mode.value)
+    text = _STARTER_HEAD.format(name=name, mode=mode.value, channel=DEFAULT_CHANNEL)
     if mode is Mode.mirror:
         text += _STARTER_MIRROR.format()
     if mode is Mode.proxy:

@@ -493,13 +493,11 @@ def preflight_images(plan: Plan, bundle: Path | None) -> list[ImageRef]:
         from airgap.lock import read_lock
 
         return read_lock(bundle / "images.lock").refs()
-    from importlib.resources import files
-
     from airgap.config import workload_images
-    from airgap.images import merge_images, parse_image_list
+    from airgap.defaults import default_images
+    from airgap.images import merge_images
 
-    text = files("airgap").joinpath("data/default-images.txt").read_text()
-    return merge_images(parse_image_list(text, "default-images.txt"), workload_images(plan))
+    return merge_images(default_images(plan.k8s.channel), workload_images(plan))
 
 
 def preflight(

@@ -13,13 +13,13 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path, PurePosixPath
 
 from rich.markup import escape
 from rich.tree import Tree
 
 from airgap.config import Mode, Node, Plan, check_mirror_paths, workload_images
+from airgap.defaults import default_images
 from airgap.errors import AirgapError
 from airgap.images import ImageRef, format_image_list, merge_images, read_image_list, registries
 from airgap.lock import ImageLock, read_lock
@@ -29,7 +29,6 @@ from airgap.render.proxy import render_proxy_dropin
 from airgap.render.route import render_route
 
 CONNECTED_IMAGE_LIST = "images.txt"
-DEFAULT_IMAGES = "default-images.txt"
 
 
 def render_node_files(
@@ -113,8 +112,7 @@ def plan_images(
             resolution="Pass the directory `invoke prepare --bundle DIR` wrote.",
         )
     else:
-        with resources.as_file(resources.files("airgap") / "data" / DEFAULT_IMAGES) as p:
-            base = read_image_list(p)
+        base = default_images(plan.k8s.channel)
     return merge_images(base, workload_images(plan))
 
 

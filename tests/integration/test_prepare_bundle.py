@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from airgap.defaults import DEFAULT_CHANNEL
 from tests.support.ocibuild import make_test_images, regctl_for
 from tests.support.registry import Registry
 from tests.support.require import require_binary
@@ -114,7 +115,7 @@ def test_prepare_then_verify(setup: Setup) -> None:
     assert set(manifest["files"]) == {f"snaps/{n}" for n in names} | {"images.lock"}
     snaps = {s["name"]: s for s in manifest["snaps"]}
     assert snaps["k8s"]["revision"] == "100" and snaps["core22"]["revision"] == "101"
-    assert snaps["k8s"]["channel"] == "1.32-classic/stable"
+    assert snaps["k8s"]["channel"] == DEFAULT_CHANNEL
     assert snaps["snapd"]["chain"] == "root -> store -> snap-revision"
     assert len(snaps["k8s"]["sha3_384"]) == 64
     refs = {i["ref"]: i for i in manifest["images"]}

@@ -121,11 +121,3 @@ def test_merge_is_sorted_unique_and_order_independent() -> None:
     ]
     assert registries(merge_images(a, b)) == ["docker.io", "ghcr.io", "quay.io"]
     assert format_image_list(merge_images(a)) == "docker.io/library/nginx:latest\nghcr.io/x/y:1\n"
-
-
-def test_default_image_list_is_the_seeds_ten() -> None:
-    path = Path(__file__).resolve().parents[2] / "airgap" / "data" / "default-images.txt"
-    refs = read_image_list(path)
-    assert len(refs) == 10
-    assert registries(refs) == ["ghcr.io"]
-    assert "ghcr.io/canonical/k8s-snap/pause:3.10" in {str(r) for r in refs}
