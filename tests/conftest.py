@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # so `from tests.support... import` works everywhere
 
+# Under CI, every program the run starts must be on airgap/data/binaries.toml.
+from tests.support.binaryrecord import pytest_configure, pytest_sessionfinish  # noqa: E402,F401
 from tests.support.containerd import Containerd, start_containerd  # noqa: E402
 from tests.support.netns import NetnsLab  # noqa: E402
 from tests.support.registry import Registry, TestCA, start_registry  # noqa: E402
@@ -103,3 +105,4 @@ def netns_factory() -> Iterator[NetnsLab]:
         yield lab
     finally:
         lab.cleanup()
+

