@@ -28,12 +28,26 @@ class PullRecord:
     detail: str = ""
 
 
+PROVED, FAILED, NOT_CHECKED = "proved", "failed", "could not check"
+
+
 @dataclass
 class IsolationRecord:
+    """One piece of isolation evidence, with the raw facts it rests on.
+
+    ``outcome``: "proved" (the expected failure was seen: exit code and message),
+    "failed" (the node got through), or "could not check" (the tool is missing, was
+    killed, or answered in a way that proves nothing). Only "proved" is ok.
+    """
+
     node: str
     check: str
     ok: bool
     evidence: str
+    outcome: str = ""
+    command: str = ""
+    exit_code: int | None = None
+    output: str = ""
 
 
 @dataclass
@@ -206,9 +220,12 @@ def to_markdown(report: Report) -> str:
             out.append(_row(pod.mode, pod.node, pod.pod, f"`{pod.image}`", pod.phase,
                             "ok" if pod.ok else "FAILED", f"`{pod.image_id}`",
                             f"{pod.seconds:.1f}", pod.detail))
-    out += ["", "## Isolation", "", "| node | check | result | evidence |", "|---|---|---|---|"]
+    out += ["", "## Isolation", "", "| node | check | result | exit | evidence |",
+            "|---|---|---|---|---|"]
     for i in report.isolation:
-        out.append(_row(i.node, i.check, "ok" if i.ok else "FAILED", i.evidence))
+        result = i.outcome or ("ok" if i.ok else "FAILED")
+        out.append(_row(i.node, i.check, result if i.ok else result.upper(),
+                        "-" if i.exit_code is None else str(i.exit_code), i.evidence))
     out += [
         "",
         "## Negative cases (each must fail cleanly)",

@@ -50,6 +50,7 @@ import functools
 import json
 import logging
 import os
+import shlex
 import shutil
 import socket
 import tempfile
@@ -82,10 +83,13 @@ from airgap.errors import AirgapError
 from airgap.fileio import write_atomic
 from airgap.images import DOCKER_HUB, parse_image_ref
 from airgap.lock import ImageLock, read_lock
-from airgap.nodes import Node
+from airgap.nodes import Node, RunResult
 from lab import host, lifecycle
 from lab.lxd import LXDNode, expose_unix_socket, wait_command, wait_until
 from lab.report import (
+    FAILED,
+    NOT_CHECKED,
+    PROVED,
     ClusterNodeRecord,
     IsolationRecord,
     NegativeRecord,
@@ -355,44 +359,81 @@ def _pull_node(mode: Mode, socks: Mapping[str, Path], expected: Mapping[str, str
 # --- isolation -------------------------------------------------------------------------
 
 
+# A command wrapped in `timeout` (LXDNode.run) that did not run, or was killed: its
+# failure proves nothing about the network.
+NOT_RUN = {124: "timed out", 126: "not executable", 127: "not installed", 137: "killed"}
+CURL_NO_CONNECTION = {7: "could not connect", 28: "timed out"}
+
+
+def _evidence(node: str, check: str, r: RunResult, proved: bool, evidence: str,
+              unknown: Mapping[int, str] | None = None) -> IsolationRecord:
+    """Judge one check from its raw result: proved, failed, or could not check."""
+    why = NOT_RUN.get(r.returncode) or (unknown or {}).get(r.returncode)
+    if proved:
+        outcome = PROVED
+    elif why is not None:
+        outcome = NOT_CHECKED
+        evidence = f"{evidence} ({r.argv[0]} {why}: this proves nothing)"
+    else:
+        outcome = FAILED
+    output = (r.stdout.strip() + "\n" + r.stderr.strip()).strip()
+    return IsolationRecord(node, check, outcome == PROVED, evidence, outcome=outcome,
+                           command=shlex.join(r.argv), exit_code=r.returncode,
+                           output=output[-2000:])
+
+
 def isolation_checks(node: Node, spec: LabSpec, when: str) -> list[IsolationRecord]:
     """Evidence that the node reaches the upstream only through the proxy.
 
-    Every address used belongs to the lab: the simulated upstream and the proxy.
+    Every address used belongs to the lab: the simulated upstream and the proxy. Each
+    check names the exit code and message that prove it; a missing tool, a time-out or
+    any other answer is "could not check", which fails the proof like a breach does.
     """
     up = next((m for m in spec.members if m.role == "upstream"), None)
     target = up.services if up else spec.member("proxy").services
     assert target is not None
     prx = spec.member("proxy")
     rows = []
+    # getent: 2 is "key not found"; 0 resolved it; 1 and 3 are usage/database errors.
     r = node.run(["getent", "hosts", "ghcr.io"], check=False, timeout=20)
-    rows.append(IsolationRecord(node.name, f"{when}: resolve ghcr.io", not r.ok,
-                                f"getent hosts ghcr.io: exit {r.returncode}"
-                                + (f" ({r.stdout.strip()})" if r.stdout.strip() else
-                                   " (no answer)")))
+    rows.append(_evidence(
+        node.name, f"{when}: resolve ghcr.io", r, r.returncode == 2,
+        f"getent hosts ghcr.io: exit {r.returncode}"
+        + (f" ({r.stdout.strip()})" if r.stdout.strip() else " (no answer)"),
+        unknown={1: "failed (usage or database)", 3: "failed (enumeration)"}))
+    # ip route get: no route at all (exit 2, "Network is unreachable"), or an on-link
+    # route with no gateway; a route "via" a gateway is a way out.
     r = node.run(["ip", "-4", "route", "get", target], check=False, timeout=20)
     text = (r.stdout.strip() or r.stderr.strip()).splitlines()[0:1]
     seen = text[0] if text else f"exit {r.returncode}"
-    rows.append(IsolationRecord(node.name, f"{when}: route to the upstream {target}",
-                                not r.ok or " via " not in f" {seen} ",
-                                f"ip route get {target}: {seen}"
-                                + ("" if not r.ok else " (no gateway: on-link placeholder "
-                                   "only, nothing answers there)")))
+    no_route = r.returncode == 2 and "Network is unreachable" in r.stderr
+    on_link = r.ok and bool(r.stdout.strip()) and " via " not in f" {r.stdout} "
+    rows.append(_evidence(
+        node.name, f"{when}: route to the upstream {target}", r, no_route or on_link,
+        f"ip route get {target}: {seen}"
+        + (" (no gateway: on-link placeholder only, nothing answers there)" if on_link else ""),
+        unknown={} if r.ok or no_route else {r.returncode: "failed otherwise"}))
     url = f"https://{target}:{UPSTREAM_PORT}/v2/"
     r = node.run(["curl", "-sS", "-o", "/dev/null", "--max-time", "5", url], check=False,
                  timeout=30)
-    rows.append(IsolationRecord(node.name, f"{when}: HTTPS to the upstream directly",
-                                not r.ok, f"curl {url}: exit {r.returncode}: "
-                                + (r.stderr.strip().splitlines() or [""])[-1]))
+    rows.append(_evidence(
+        node.name, f"{when}: HTTPS to the upstream directly", r,
+        r.returncode in CURL_NO_CONNECTION,
+        f"curl {url}: exit {r.returncode}: " + (r.stderr.strip().splitlines() or [""])[-1],
+        unknown={2: "could not start"}))
     if up is not None:
         r = node.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
                       "--proxy", f"http://{prx.airgap}:{PROXY_PORT}", "https://ghcr.io/v2/"],
                      check=False, timeout=30)
         code = r.stdout.strip()
-        rows.append(IsolationRecord(node.name, f"{when}: control: ghcr.io through the proxy",
-                                    r.ok and code in ("200", "401"),
-                                    f"HTTP {code or '-'} via {prx.airgap}:{PROXY_PORT} "
-                                    "(the upstream is up; only the direct path is closed)"))
+        # The control shows the closed direct path is not a dead upstream: a miss here is
+        # "could not check", never a pass.
+        rows.append(_evidence(
+            node.name, f"{when}: control: ghcr.io through the proxy", r,
+            r.ok and code in ("200", "401"),
+            f"HTTP {code or '-'} via {prx.airgap}:{PROXY_PORT} "
+            "(the upstream is up; only the direct path is closed)",
+            unknown={r.returncode: "did not reach the upstream"} if not r.ok else {}))
     return rows
 
 
@@ -406,15 +447,17 @@ def proxy_log_evidence(proxy_node: LXDNode, node_addresses: Mapping[str, str]
     squid writes a CONNECT line when the tunnel closes; stopping squid (the negative
     case) has closed them all by the time this runs.
     """
-    log_text = proxy_node.run(["cat", "/var/log/squid/access.log"], check=False).stdout
+    r = proxy_node.run(["cat", "/var/log/squid/access.log"], check=False)
     rows = []
     for name, addr in node_addresses.items():
-        lines = [ln for ln in log_text.splitlines()
+        lines = [ln for ln in r.stdout.splitlines()
                  if f" {addr} " in f" {ln} " and "CONNECT" in ln]
         hosts = sorted({ln.split("CONNECT", 1)[1].split()[0] for ln in lines})
-        rows.append(IsolationRecord(
-            name, "proxy mode: squid logged this node's CONNECTs", bool(lines),
-            f"{len(lines)} CONNECT line(s) from {addr} to {', '.join(hosts) or '-'}"))
+        rows.append(_evidence(
+            name, "proxy mode: squid logged this node's CONNECTs",
+            RunResult(r.argv, r.returncode, "\n".join(lines), r.stderr), bool(lines),
+            f"{len(lines)} CONNECT line(s) from {addr} to {', '.join(hosts) or '-'}",
+            unknown={} if r.ok else {r.returncode: "could not read squid's log"}))
     return rows
 
 

@@ -96,19 +96,43 @@ def test_every_image_on_every_node_in_every_mode(proof: Proof) -> None:
 
 
 def test_nodes_cannot_reach_the_upstream_directly(proof: Proof) -> None:
-    from lab.report import Report
+    """The raw evidence, not the scenario's verdict: each command's exit code and message."""
+    from lab.report import PROVED, Report
 
     r = proof.report
     assert isinstance(r, Report)
     for node in r.nodes:
         rows = [i for i in r.isolation if i.node == node]
         for when in ("before deploy", "after deploy"):
-            for check in ("resolve ghcr.io", "route to the upstream",
-                          "HTTPS to the upstream directly", "control: ghcr.io through the proxy"):
-                assert any(i.check.startswith(f"{when}: {check}") for i in rows), (when, check)
+            def row(check: str, when: str = when, rows: list = rows) -> object:
+                found = [i for i in rows if i.check.startswith(f"{when}: {check}")]
+                assert len(found) == 1, (when, check, rows)
+                return found[0]
+
+            resolve = row("resolve ghcr.io")
+            assert resolve.command == "getent hosts ghcr.io"
+            assert resolve.exit_code == 2, resolve  # getent: "key not found"
+            assert resolve.output == "", resolve  # no address at all
+            route = row("route to the upstream")
+            assert route.command.startswith("ip -4 route get ")
+            assert (route.exit_code == 2 and "Network is unreachable" in route.output) or (
+                route.exit_code == 0 and " via " not in f" {route.output} "), route
+            direct = row("HTTPS to the upstream directly")
+            assert direct.command.startswith("curl -sS -o /dev/null --max-time 5 https://")
+            assert direct.exit_code in (7, 28), direct  # could not connect / timed out
+            assert ("Failed to connect" in direct.output
+                    or "timed out" in direct.output), direct
+            control = row("control: ghcr.io through the proxy")
+            assert control.exit_code == 0 and control.output in ("200", "401"), control
         for i in rows:
-            assert i.ok, i
-        assert any("Network is unreachable" in i.evidence for i in rows), rows
+            assert (i.outcome, i.ok) == (PROVED, True), i
+        assert any("Network is unreachable" in i.output for i in rows), rows
+    # The report on disk carries the same raw evidence.
+    data = json.loads((proof.out / "e2e-report.json").read_text())
+    on_disk = [(i["check"], i["exit_code"], i["outcome"]) for i in data["isolation"]]
+    assert on_disk == [(i.check, i.exit_code, i.outcome) for i in r.isolation]
+    squid = [i for i in r.isolation if i.check.startswith("proxy mode: squid logged")]
+    assert squid and all(" CONNECT " in f" {i.output} " for i in squid), squid
 
 
 def test_negative_cases_fail_cleanly(proof: Proof) -> None:
