@@ -13,7 +13,6 @@ import logging
 import os
 import posixpath
 import shlex
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any, TypeVar
 
 from airgap.errors import AirgapError
 from airgap.nodes import RunResult, check_result
+from airgap.wait import wait_until as _wait_until
 from lab import host
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,7 @@ DEFAULT_EXEC_TIMEOUT = 300.0
 T = TypeVar("T")
 
 
-class WaitTimeout(AirgapError):
-    """A readiness wait ran out of time; the brief says what it waited for."""
+LAB_WAIT_RESOLUTION = "Check the instance with `invoke lab.shell NAME`."
 
 
 def wait_until(
@@ -43,25 +42,9 @@ def wait_until(
     interval: float = 0.5,
     resolution: str | None = None,
 ) -> T:
-    """Call check until it returns something truthy; WaitTimeout names `what` on expiry."""
-    deadline = time.monotonic() + timeout
-    last: str = ""
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except AirgapError as exc:
-            last = exc.brief
-        except Exception as exc:  # pylxd raises plain exceptions while instances boot
-            last = f"{type(exc).__name__}: {exc}"
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(
-                f"Timed out after {timeout:.0f} s waiting for {what}",
-                details=f"last error: {last}" if last else None,
-                resolution=resolution or "Check the instance with `invoke lab.shell NAME`.",
-            )
-        time.sleep(interval)
+    """airgap.wait.wait_until with the lab's advice on a time-out."""
+    return _wait_until(what, check, timeout=timeout, interval=interval,
+                       resolution=resolution or LAB_WAIT_RESOLUTION)
 
 
 @dataclass(frozen=True)

@@ -203,7 +203,8 @@ def test_ca_issues_certificates_with_the_requested_names(tmp_path: Path) -> None
 
 
 def test_a_wait_that_times_out_names_what_it_waited_for() -> None:
-    from lab.lxd import WaitTimeout, wait_until
+    from airgap.wait import WaitTimeout
+    from lab.lxd import wait_until
 
     def never() -> None:
         raise AirgapError("connection refused")
