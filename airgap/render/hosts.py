@@ -8,6 +8,15 @@ into DNS and connect time-outs towards the internet. Here the CA is referenced a
 ``ca = "ca.crt"``, which containerd resolves against the host's own directory under
 both layouts, and ``fallback: false`` makes the mirror the ``server`` too, so a miss
 fails at once with "not found".
+
+A mirror URL with an IPv6 literal (``http://[::1]:5000``) cannot go into a table
+header: containerd 1.6 and 1.7 read hosts.toml with go-toml v1, which refuses ``[`` or
+``]`` inside ``[host."..."]`` and drops the whole file, so pulls go to the upstream.
+Such a host is written as an inline table instead. containerd 2.x (go-toml/v2) decodes
+it but tries only hosts named by table headers, so it uses ``server`` alone; with
+``fallback: false`` that is the same mirror with the same settings. With
+``fallback: true`` no form reaches the mirror under every containerd, and the plan is
+refused.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from urllib.parse import urlsplit
 import tomli_w
 
 from airgap.config import MirrorSettings, Mode, Plan, mirror_prefix
+from airgap.errors import PlanError
 from airgap.images import upstream_server
 from airgap.render import RenderedFile
 
@@ -45,6 +55,22 @@ def mirror_endpoint(mirror: MirrorSettings, prefix: str) -> tuple[str, bool]:
     return base, False
 
 
+def check_mirror_url(mirror: MirrorSettings, source: str = "") -> None:
+    """Refuse a mirror URL that no hosts.toml can send to the mirror under every containerd."""
+    if not (mirror.fallback and _needs_inline(mirror.url)):
+        return
+    where = f"{source}: " if source else ""
+    raise PlanError(
+        f"{where}mirror.url {mirror.url!r}: a mirror named by an IPv6 address needs "
+        "mirror.fallback: false",
+        details="containerd 1.6/1.7 cannot read a [host.\"URL\"] header with brackets, and "
+        "containerd 2.x never tries a host written any other way: with fallback: true every "
+        "pull would go to the upstream registry.",
+        resolution="Set mirror.fallback: false, or name the mirror by a host name or an "
+        "IPv4 address.",
+    )
+
+
 def hosts_toml_data(
     registry: str, mirror: MirrorSettings, prefix: str = "", *, with_ca: bool
 ) -> dict[str, Any]:
@@ -53,6 +79,7 @@ def hosts_toml_data(
     ``prefix``: the validated nested path for this registry (config.mirror_prefix).
     """
     url, override = mirror_endpoint(mirror, prefix)
+    check_mirror_url(mirror)
     host: dict[str, Any] = {"capabilities": list(CAPABILITIES)}
     if with_ca:
         host["ca"] = CA_FILE_NAME
@@ -87,7 +114,39 @@ def render_hosts_toml(
             else "; a missing image fails at the mirror (no fallback).\n"
         )
     )
-    return head + tomli_w.dumps(doc)
+    return head + _dumps(doc)
+
+
+def _needs_inline(url: str) -> bool:
+    return "[" in url or "]" in url
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    """tomli_w's output, except that a host with a bracket becomes an inline table."""
+    hosts: dict[str, dict[str, Any]] = doc["host"]
+    if not any(_needs_inline(url) for url in hosts):
+        return tomli_w.dumps(doc)
+    rest = {k: v for k, v in doc.items() if k != "host"}
+    entries = ", ".join(f"{_toml_value(url)} = {_inline_table(e)}" for url, e in hosts.items())
+    text = tomli_w.dumps(rest) + f"host = {{ {entries} }}\n"
+    if tomllib.loads(text) != doc:  # pragma: no cover - a bug here, not the user's
+        raise AssertionError(f"inline hosts.toml does not read back:\n{text}")
+    return text
+
+
+def _inline_table(entry: dict[str, Any]) -> str:
+    return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in entry.items()) + " }"
+
+
+def _toml_value(value: object) -> str:
+    """One value on one line (inline tables may not span lines for go-toml v1)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return tomli_w.dumps({"v": value})[len("v = ") : -1]
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no inline form for {value!r}")
 
 
 def render_hosts_files(
@@ -101,6 +160,7 @@ def render_hosts_files(
     mirror = plan.mirror
     if mirror is None or not plan.has(Mode.mirror):
         return []
+    check_mirror_url(mirror, plan.source)
     with_ca = ca_pem is not None and mirror.scheme == "https"
     out: list[RenderedFile] = []
     for registry in sorted(set(registries)):
@@ -123,7 +183,10 @@ def check_hosts_toml(
     """Problems containerd would have with a hosts.toml in ``directory`` (empty: none).
 
     ``exists`` answers whether a path exists on the node, so the same check serves
-    rendered files (before they are written) and files already on a node.
+    rendered files (before they are written) and files already on a node. Beyond
+    TOML, it knows the two readers' limits (module docstring): a table header with a
+    bracket in a key (go-toml v1 drops the file) and a host that is not a table header
+    (containerd 2.x never tries it, unless it is ``server`` with the same settings).
     """
     try:
         doc = tomllib.loads(content)
@@ -165,6 +228,27 @@ def check_hosts_toml(
     if not isinstance(hosts, dict):
         problems.append("host: must be a table of [host.\"URL\"] sections")
         hosts = {}
+    headers = _table_headers(content)
+    for number, text, path in headers:
+        if any("[" in key or "]" in key for key in path):
+            problems.append(
+                f"line {number}: {text}: containerd 1.6/1.7 (go-toml v1) cannot read a "
+                "table header with '[' or ']' in a key and ignores the whole file; write "
+                "that host as an inline table"
+            )
+    tried = {path[1] for _, _, path in headers if len(path) >= 2 and path[0] == "host"}
+    for url, entry in hosts.items():
+        if url in tried:
+            continue
+        if url != doc.get("server"):
+            problems.append(
+                f'host."{url}": not a [host."URL"] table, so containerd 2.x never tries it'
+            )
+        elif entry != top:
+            problems.append(
+                f'host."{url}": containerd 2.x uses only server for it, and the top-level '
+                "keys differ from this entry's"
+            )
     for url, entry in hosts.items():
         where = f'host."{url}".'
         check_url(where.rstrip("."), url)
@@ -176,3 +260,24 @@ def check_hosts_toml(
             problems.append(f"{where}{bad[0]}: unknown key")
         check_entry(where, entry)
     return problems
+
+
+def _table_headers(content: str) -> list[tuple[int, str, list[str]]]:
+    """(line number, text, key path) of each table header, [a."b"] or [[a]]."""
+    out: list[tuple[int, str, list[str]]] = []
+    for number, line in enumerate(content.splitlines(), 1):
+        text = line.strip()
+        if not text.startswith("["):
+            continue
+        try:
+            node: object = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            continue  # a line of a multi-line array, not a header
+        path: list[str] = []
+        while isinstance(node, dict) and len(node) == 1:
+            key, node = next(iter(node.items()))
+            path.append(key)
+            if isinstance(node, list) and len(node) == 1:
+                node = node[0]
+        out.append((number, text, path))
+    return out

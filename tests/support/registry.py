@@ -3,7 +3,8 @@
 Each registry gets its own config, data directory and log under the test's work
 directory; stop() and start() keep the data, so tests can stop a mirror mid-sync and
 bring it back. The hostname clients use may differ from the bind address (a name only
-a proxy resolves, or an address inside a network namespace).
+a proxy resolves, or an address inside a network namespace). An IPv6 bind address
+(``bind="::1"``) works too: addresses and URLs then carry it in brackets.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import http.client
 import ipaddress
 import json
 import secrets
+import socket
 import ssl
 import subprocess
 import urllib.parse
@@ -36,6 +38,21 @@ def _is_ip(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _is_ipv6(name: str) -> bool:
+    return _is_ip(name) and ":" in name
+
+
+def host_port(host: str, port: int) -> str:
+    """host:port, with an IPv6 address in brackets ([::1]:5000)."""
+    return f"[{host}]:{port}" if _is_ipv6(host) else f"{host}:{port}"
+
+
+def _free_port_v6(host: str) -> int:
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -112,7 +129,7 @@ class Registry:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)
 
     @property
     def url(self) -> str:
@@ -129,6 +146,8 @@ class Registry:
     @property
     def probe_host(self) -> str:
         """Where this machine connects to reach it (the bind address, loopback for 0.0.0.0)."""
+        if self.bind == "::":
+            return "::1"
         return "127.0.0.1" if self.bind in ("0.0.0.0", "") else self.bind
 
     def start(self) -> None:
@@ -246,13 +265,17 @@ def start_registry(
 ) -> Registry:
     """Start docker-registry with its own config in workdir and wait until it listens.
 
-    hostname defaults to the bind address (loopback for 0.0.0.0). With tls and no ca, a
+    hostname defaults to the bind address (loopback for 0.0.0.0 or ::). With tls and no ca, a
     CA is created in workdir/ca; the server cert covers hostname and the bind address
     unless cert=(crt, key) is given. netns runs the daemon inside that namespace.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     host = hostname or ("127.0.0.1" if bind in ("0.0.0.0", "") else bind)
-    if port == 0:
+    if host == "::":
+        host = "::1"
+    if port == 0 and _is_ipv6(bind) and netns is None:
+        port = _free_port_v6(bind)
+    elif port == 0:
         port = free_port("0.0.0.0" if bind in ("0.0.0.0", "") else bind, netns)
     data = data_dir or workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -264,7 +287,7 @@ def start_registry(
             "delete": {"enabled": True},
             "maintenance": {"uploadpurging": {"enabled": False}},
         },
-        "http": {"addr": f"{bind}:{port}", "secret": secrets.token_hex(16)},
+        "http": {"addr": host_port(bind, port), "secret": secrets.token_hex(16)},
     }
     http_cfg = config["http"]
     assert isinstance(http_cfg, dict)
@@ -273,7 +296,8 @@ def start_registry(
         if cert is None:
             if ca is None:
                 ca = TestCA.create(workdir / "ca")
-            names = [host] + ([bind] if bind not in ("0.0.0.0", "") else ["127.0.0.1"])
+            loopback = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}
+            names = [host, loopback.get(bind, bind)]
             cert = ca.issue(names, stem=f"registry-{port}")
         if ca is not None:
             ca_file = ca.ca_cert
