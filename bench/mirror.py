@@ -21,18 +21,14 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from airgap import process  # noqa: E402
-from airgap.config import parse_plan  # noqa: E402
-from airgap.images import ImageRef, parse_image_ref  # noqa: E402
-from airgap.lock import ImageLock, LockedImage  # noqa: E402
-from airgap.mirror import human_bytes, mirror_images  # noqa: E402
-from airgap.render.sync import DEFAULT_PARALLEL, RegistryAccess  # noqa: E402
-from tests.support.ocibuild import make_test_images  # noqa: E402
-from tests.support.registry import Registry, start_registry  # noqa: E402
+from airgap import process
+from airgap.config import parse_plan
+from airgap.images import ImageRef, parse_image_ref
+from airgap.lock import ImageLock, LockedImage
+from airgap.mirror import human_bytes, mirror_images
+from airgap.render.sync import DEFAULT_PARALLEL, RegistryAccess
+from tests.support.ocibuild import make_test_images
+from tests.support.registry import Registry, start_registry
 
 
 def du(path: Path) -> int:

@@ -7,16 +7,13 @@ the root key is 8192-bit RSA, the store key 4096-bit. Expected: milliseconds.
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from airgap.assertions import parse_stream
+from airgap.trust import TrustStore, verify_chains
 
-from airgap.assertions import parse_stream  # noqa: E402
-from airgap.trust import TrustStore, verify_chains  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DATA = ROOT / "tests" / "data" / "assertions"
 RUNS = 200

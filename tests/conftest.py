@@ -6,24 +6,18 @@ Area-specific fixtures belong in tests/integration/conftest_<area>.py (loaded wi
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # so `from tests.support... import` works everywhere
-
 # Under CI, every program the run starts must be on airgap/data/binaries.toml.
-from tests.support.binaryrecord import pytest_configure, pytest_sessionfinish  # noqa: E402,F401
-from tests.support.containerd import Containerd, start_containerd  # noqa: E402
-from tests.support.netns import NetnsLab  # noqa: E402
-from tests.support.registry import Registry, TestCA, start_registry  # noqa: E402
-from tests.support.require import require_binary, require_root  # noqa: E402
-from tests.support.squid import Squid, start_squid  # noqa: E402
+from tests.support.containerd import Containerd, start_containerd
+from tests.support.netns import NetnsLab
+from tests.support.registry import Registry, TestCA, start_registry
+from tests.support.require import require_binary, require_root
+from tests.support.squid import Squid, start_squid
 
 
 @pytest.fixture
