@@ -1,7 +1,9 @@
-"""What every invoke task shares: user errors as one clean message, and logging.
+"""What every command-line entry point shares: user errors as one clean message, logging.
 
 Used by tasks.py and lab/tasks.py, so that both collections fail the same way: an
-AirgapError becomes `Error: ...` on stderr and exit 1, never a traceback.
+AirgapError becomes `Error: ...` on stderr and exit 1, never a traceback. The library
+does not know invoke: a UserExit is a SystemExit, which invoke lets through and Python
+prints to stderr as it is, exactly as invoke's own Exit would be printed.
 """
 
 from __future__ import annotations
@@ -10,9 +12,17 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from invoke import Exit  # type: ignore[attr-defined]
-
 from airgap.errors import AirgapError
+
+
+class UserExit(SystemExit):
+    """A clean failure for the user: the message on stderr, exit status 1."""
+
+    status = 1  # what Python exits with for a SystemExit carrying a message
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 @contextmanager
@@ -21,7 +31,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except AirgapError as exc:
-        raise Exit(f"Error: {exc}", code=1) from None
+        raise UserExit(f"Error: {exc}") from None
 
 
 def configure_logging(debug: bool) -> None:

@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 import yaml
-from invoke import Context, Exit
+from invoke import Context
 
 import tasks
+from airgap.cli import UserExit
 from tests.support.taskrun import ROOT, run_task
 
 EXAMPLES = ROOT / "examples"
@@ -176,9 +177,9 @@ def _site(tmp_path: Path, data: bytes) -> tuple[Path, Path]:
 def _outcome_in_process(plan: Path, out: Path) -> str:
     try:
         tasks.render(Context(), plan=str(plan), out=str(out))
-    except Exit as exc:
+    except UserExit as exc:
         message = str(exc.message)
-        assert exc.code == 1, message
+        assert exc.status == 1 and exc.code == message, message
         lines = message.splitlines()
         assert lines[0].startswith("Error: ") and len(lines[0]) > 10, message[:500]
         assert sum(line.startswith("Error:") for line in lines) == 1, message[:500]
