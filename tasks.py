@@ -12,6 +12,7 @@ from invoke import Collection, Exit, task
 from rich.console import Console
 
 from airgap.cli import configure_logging, user_errors
+from lab.lxd import TRANSPORTS as LAB_TRANSPORTS  # transport: lxd, for the lab's nodes
 
 console = Console(stderr=True)
 
@@ -246,7 +247,7 @@ def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platfo
         stdout.print(sl.archive_table(reports, wanted, out_dir))
         if not deliver:
             return
-        nodes = build_nodes(p, only=node or None)
+        nodes = build_nodes(p, only=node or None, transports=LAB_TRANSPORTS)
         try:
             with console.status("delivering") as status:
                 results = sl.deliver(p, list(nodes.values()), [r.path for r in reports],
@@ -288,7 +289,7 @@ def preflight(c, plan=None, bundle=None, node=None, debug=False):
         raise Exit("Error: --plan FILE is required (see `invoke preflight --help`)", code=1)
     with user_errors():
         p = load_plan(plan)
-        nodes = build_nodes(p, node or None)
+        nodes = build_nodes(p, node or None, transports=LAB_TRANSPORTS)
         try:
             with console.status(f"preflight on {len(nodes)} node(s)"):
                 report = run_preflight(p, nodes, bundle=Path(bundle) if bundle else None)
@@ -333,7 +334,7 @@ def deploy(c, plan=None, bundle=None, node=None, timeout=900, trusted_root=None,
     root, check = _trust_flags(trusted_root, no_signature_check)
     with user_errors():
         p = load_plan(plan)
-        nodes = build_nodes(p, node or None)
+        nodes = build_nodes(p, node or None, transports=LAB_TRANSPORTS)
         try:
             with console.status("deploy") as status:
                 report = run_deploy(

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from airgap.config import Node as PlanNode
+from airgap.config import Transport
 from airgap.errors import AirgapError
-from airgap.nodes import RunResult, check_result
+from airgap.nodes import Node, RunResult, check_result
 from airgap.wait import wait_until as _wait_until
 from lab import host
 
@@ -260,3 +262,12 @@ def remove_device(project: str, instance: str, device: str) -> None:
         del devices[device]
         inst.devices = devices
         inst.save(wait=True)
+
+
+def node_from_plan(node: PlanNode) -> Node:
+    """The Node for a plan entry with ``transport: lxd`` (injected into airgap.nodeset)."""
+    return LXDNode(name=node.name, instance=node.lxd.instance or node.name,
+                   project=node.lxd.project)
+
+
+TRANSPORTS: dict[Transport, Callable[[PlanNode], Node]] = {Transport.lxd: node_from_plan}

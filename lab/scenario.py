@@ -85,7 +85,7 @@ from airgap.images import DOCKER_HUB, parse_image_ref
 from airgap.lock import ImageLock, read_lock
 from airgap.nodes import Node, RunResult
 from lab import host, lifecycle
-from lab.lxd import LXDNode, expose_unix_socket, wait_command, wait_until
+from lab.lxd import TRANSPORTS, LXDNode, expose_unix_socket, wait_command, wait_until
 from lab.report import (
     FAILED,
     NOT_CHECKED,
@@ -666,7 +666,7 @@ def _run(spec: LabSpec, report: Report, steps: _Steps, work: Path, root: Path | 
         ver = verify_bundle(bundle, trusted_root=trusted_root)
         row["detail"] = f"verify: {len(ver.rows)} rows ok, trusted root: the lab authority"
 
-    nodes = build_nodes(base_plan)
+    nodes = build_nodes(base_plan, transports=TRANSPORTS)
     names = list(nodes)
     report.nodes = names
     lxd_nodes = {n: LXDNode(n, project=spec.project) for n in names}
@@ -984,7 +984,7 @@ def _run_real(spec: LabSpec, report: Report, steps: _Steps, work: Path, root: Pa
         ver = verify_bundle(bundle)
         row["detail"] = f"verify: {len(ver.rows)} rows ok, trusted root: Canonical's"
 
-    nodes = nodeset.build_nodes(base_plan)
+    nodes = nodeset.build_nodes(base_plan, transports=TRANSPORTS)
     names = list(nodes)
     report.nodes = names
     boot = nodes[base_plan.control_plane.name]

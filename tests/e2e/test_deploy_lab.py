@@ -80,9 +80,10 @@ def test_preflight_and_deploy_on_lab_nodes(lab: Lab, tmp_path: Path) -> None:
     from airgap.deploy import STAND_IN_REASON, StepStatus, deploy
     from airgap.nodeset import build_nodes
     from airgap.preflight import CheckStatus, preflight
+    from lab.lxd import TRANSPORTS
 
     plan = load_plan(lab.plan)
-    nodes = build_nodes(plan)
+    nodes = build_nodes(plan, transports=TRANSPORTS)
     bundle = snapless_bundle(lab.plan, tmp_path / "bundle")
 
     # The simulated upstream's certificate comes from the lab's "public" CA (the

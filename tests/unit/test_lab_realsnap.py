@@ -266,7 +266,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     monkeypatch.setattr(tools, "find_tool", lambda name: Path(f"/x/{name}"))
     monkeypatch.setattr(tools, "tool_version", lambda p: "v0.11.7")
 
-    def build_nodes(plan: Plan, only: Any = None) -> dict[str, Any]:
+    def build_nodes(plan: Plan, only: Any = None, transports: Any = None) -> dict[str, Any]:
         return {n.name: FakeNode(n.name, rec["log"], rec["pod"], rec["waiting"])
                 for n in plan.nodes}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from airgap.config import parse_plan
-from airgap.errors import AirgapError, CommandError
+from airgap.errors import AirgapError, CommandError, PlanError
 from airgap.nodes import LocalNode, SSHNode
 from airgap.nodeset import build_nodes
 
@@ -193,6 +193,20 @@ def test_build_lxd_node_uses_the_lab() -> None:
         "nodes": [{"name": "node-1", "address": "10.0.0.5", "transport": "lxd",
                    "lxd": {"instance": "lab-node-1", "project": "airgap-lab"}}],
     })
-    n = build_nodes(plan)["node-1"]
+    from lab.lxd import TRANSPORTS
+
+    n = build_nodes(plan, transports=TRANSPORTS)["node-1"]
     assert type(n).__name__ == "LXDNode"
     assert (n.name, n.instance, n.project) == ("node-1", "lab-node-1", "airgap-lab")  # type: ignore[attr-defined]
+
+
+def test_lxd_without_the_lab_transport_is_a_plan_error_with_a_resolution() -> None:
+    # The library never imports the lab: transport lxd exists only where it is injected.
+    plan = parse_plan({
+        "access": ["sideload"],
+        "nodes": [{"name": "node-1", "address": "10.0.0.5", "transport": "lxd"}],
+    })
+    with pytest.raises(PlanError) as err:
+        build_nodes(plan)
+    assert "node-1: transport lxd is not available here" in err.value.brief
+    assert "invoke" in (err.value.resolution or "")
