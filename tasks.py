@@ -64,7 +64,9 @@ def render(c, plan=None, out=None, images=None, bundle=None, debug=False):
     from rich.console import Console as _Console
 
     from airgap.config import load_plan, mirror_ca_pem
-    from airgap.render.nodefiles import plan_images, render_tree, write_render
+    from airgap.plan.sources import plan_images
+    from airgap.render.write import write_render
+    from airgap.show.render import render_tree
 
     if not plan or not out:
         raise Exit("Error: --plan FILE and --out DIR are required (see `invoke render --help`)",
@@ -162,7 +164,7 @@ def mirror(c, plan=None, bundle=None, lock=None, images=None, config=None,
         summary_line,
         upstream_accesses,
     )
-    from airgap.render.nodefiles import plan_images_locked
+    from airgap.plan.sources import plan_images_locked
 
     if not plan:
         raise Exit("Error: --plan FILE is required (see `invoke mirror --help`)", code=1)
@@ -218,7 +220,7 @@ def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platfo
     from airgap import sideload as sl
     from airgap.config import load_plan
     from airgap.nodeset import build_nodes, close_nodes
-    from airgap.render.nodefiles import plan_images_locked
+    from airgap.plan.sources import plan_images_locked
 
     if not plan:
         raise Exit("Error: --plan FILE is required (see `invoke sideload --help`)", code=1)

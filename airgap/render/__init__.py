@@ -1,8 +1,9 @@
-"""Renderers: pure functions from the plan to file contents. No I/O here.
+"""Renderers: pure functions from the plan to file contents.
 
 Each returns RenderedFile values: the absolute path on the node (or a path relative
-to the connected side's output directory), the bytes, and the file mode. Writing
-them is someone else's job (``invoke render``, deploy).
+to the connected side's output directory), the bytes, and the file mode. Nothing here
+reads or writes files, except ``write``, which puts a finished render on disk for
+``invoke render`` (deploy puts the same files on nodes).
 """
 
 from __future__ import annotations
