@@ -285,7 +285,7 @@ def preflight(c, plan=None, bundle=None, node=None, debug=False):
     from airgap.config import load_plan
     from airgap.nodeset import build_nodes, close_nodes
     from airgap.preflight import preflight as run_preflight
-    from airgap.preflight import report_tables
+    from airgap.show.preflight import report_tables
 
     if not plan:
         raise Exit("Error: --plan FILE is required (see `invoke preflight --help`)", code=1)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import Enum
+from typing import TypeVar
+
+E = TypeVar("E", bound=Enum)
 
 
 def human_bytes(n: int) -> str:
@@ -20,6 +23,6 @@ def human_bytes(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def styled(status: Enum, styles: Mapping[Enum, str]) -> str:
+def styled(status: E, styles: Mapping[E, str]) -> str:
     """rich markup for a status value in its colour."""
     return f"[{styles[status]}]{status.value}[/]"

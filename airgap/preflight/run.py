@@ -1,0 +1,96 @@
+"""Run every check family on every node, in parallel; failures land in the report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from airgap.config import Mode, Plan, mirror_ca_pem, workload_images
+from airgap.config import Node as PlanNode
+from airgap.defaults import default_images
+from airgap.errors import AirgapError
+from airgap.fanout import fan_out
+from airgap.images import ImageRef, merge_images
+from airgap.lock import read_lock
+from airgap.nodes import Node, is_stand_in
+from airgap.preflight.access import check_mirror, check_no_proxy, check_proxy
+from airgap.preflight.host import (
+    CLOCK_TOLERANCE,
+    check_clock,
+    check_disk,
+    check_snapd,
+    required_space,
+)
+from airgap.preflight.network import check_ports, check_route
+from airgap.preflight.report import Check, CheckStatus, NodeChecks, PreflightReport
+
+
+@dataclass
+class _Inputs:
+    plan: Plan
+    images: list[ImageRef]
+    required_bytes: int
+    clock: Callable[[], float]
+    clock_tolerance: float
+    ca_pem: bytes | None
+
+
+def _checks_for(node: Node, spec: PlanNode, inp: _Inputs) -> NodeChecks:
+    result = NodeChecks(spec.name, spec.role.value)
+    plan = inp.plan
+    steps: list[Callable[[], list[Check]]] = [
+        lambda: check_route(node, plan, spec),
+        lambda: check_ports(node, plan, spec),
+    ]
+    if plan.has(Mode.proxy):
+        steps += [lambda: check_proxy(node, plan, inp.images), lambda: check_no_proxy(node, plan)]
+    if plan.has(Mode.mirror):
+        steps.append(lambda: check_mirror(node, plan, inp.ca_pem))
+    steps.append(lambda: check_disk(node, inp.required_bytes))
+    try:
+        stand_in = is_stand_in(node)
+    except AirgapError as exc:
+        result.checks.append(Check("connect", CheckStatus.fail, exc.brief, exc.resolution or ""))
+        return result
+    steps += [lambda: check_snapd(node, stand_in),
+              lambda: check_clock(node, inp.clock, inp.clock_tolerance)]
+    for step in steps:
+        try:
+            result.checks.extend(step())
+        except AirgapError as exc:
+            result.checks.append(Check("error", CheckStatus.fail, exc.brief, exc.resolution or ""))
+    return result
+
+
+def preflight_images(plan: Plan, bundle: Path | None) -> list[ImageRef]:
+    """The images whose registries the proxy must reach: the bundle's lock, else defaults."""
+    if bundle is not None and (bundle / "images.lock").is_file():
+        return read_lock(bundle / "images.lock").refs()
+    return merge_images(default_images(plan.k8s.channel), workload_images(plan))
+
+
+def preflight(
+    plan: Plan,
+    nodes: Mapping[str, Node],
+    *,
+    bundle: Path | None = None,
+    images: Iterable[ImageRef] | None = None,
+    clock: Callable[[], float] = time.time,
+    clock_tolerance: float = CLOCK_TOLERANCE,
+    parallel: int = 8,
+) -> PreflightReport:
+    """Run every check on every node in parallel; failures are in the report."""
+    inp = _Inputs(
+        plan=plan,
+        images=list(images) if images is not None else preflight_images(plan, bundle),
+        required_bytes=required_space(bundle),
+        clock=clock,
+        clock_tolerance=clock_tolerance,
+        ca_pem=mirror_ca_pem(plan) if plan.has(Mode.mirror) else None,
+    )
+    specs = [n for n in plan.nodes if n.name in nodes]
+    results = fan_out(lambda s: _checks_for(nodes[s.name], s, inp), specs, limit=parallel,
+                      name="preflight")
+    return PreflightReport(results)
