@@ -34,6 +34,7 @@ from airgap.images import (
     parse_image_ref,
     read_image_list,
 )
+from airgap.templates import render_template
 
 DEFAULT_POD_CIDR = "10.1.0.0/16"
 DEFAULT_SERVICE_CIDR = "10.152.183.0/24"
@@ -669,79 +670,11 @@ def mirror_ca_pem(plan: Plan) -> bytes | None:
     return data
 
 
-_STARTER_HEAD = """\
-# airgap.yaml: the plan for an air-gapped install of Canonical Kubernetes (the k8s snap).
-# Every field is validated when a task loads it; unknown fields are rejected.
-# Relative paths are resolved against this file's directory.
-# Preview every file the plan puts on a node:  invoke render --plan {name} --out rendered
-
-k8s:
-  channel: {channel}        # the k8s snap channel to download (matches the built-in image list)
-  # containerd_base_dir: /opt/k8s     # only if bootstrap/join set containerd-base-dir
-
-# How nodes get images: one or more of proxy, mirror, sideload.
-access: [{mode}]
-
-nodes:
-  - name: node-1                      # lowercase host name
-    address: 10.10.10.11              # the node's address on the cluster network
-    role: control-plane               # control-plane or worker
-    transport: ssh                    # ssh, lxd or local
-    ssh:
-      user: ubuntu
-      # key_file: ~/.ssh/id_ed25519
-  - name: node-2
-    address: 10.10.10.12
-    role: worker
-    transport: ssh
-    ssh:
-      user: ubuntu
-"""
-
-_STARTER_MIRROR = """
-# A private registry that holds every image (filled by `invoke mirror`).
-mirror:
-  url: http://10.10.10.10:5050        # scheme://host[:port]; for https:// see ca_file
-  # ca_file: mirror-ca.crt            # PEM CA of the mirror's certificate (https only)
-  # path_prefix: mirror/{{registry}}   # nested path below the mirror; {{registry}} = e.g. ghcr.io
-  fallback: false                     # false: a missing image fails fast at the mirror
-  # username_env: MIRROR_USER         # credentials come from these environment variables,
-  # password_env: MIRROR_PASSWORD     # never from this file
-"""
-
-_STARTER_PROXY = """
-# An HTTP proxy the nodes' containerd uses to reach the upstream registries.
-proxy:
-  http: http://squid.internal:3128
-  https: http://squid.internal:3128
-  no_proxy: []                        # extra hosts/CIDRs; pod and service CIDRs, node
-                                      # addresses, the mirror and localhost are always added
-"""
-
-_STARTER_TAIL = """
-network:
-  pod_cidr: 10.1.0.0/16
-  service_cidr: 10.152.183.0/24
-  default_route_interface: eth0       # gets the placeholder default route (no gateway needed)
-  route_persistence: netplan          # netplan, networkd (needs networkd_file) or none
-  # networkd_file: 10-eth0.network    # the .network file of that interface (networkd only)
-
-images:
-  files: []                           # workload image lists, one reference per line
-  extra: []                           # more references, e.g. docker.io/library/nginx:1.27
-
-platforms: [linux/amd64]
-"""
-
-
 def starter_plan(mode: Mode, name: str = "airgap.yaml") -> str:
-    """A commented plan that validates as written, for `invoke init`."""
-    text = _STARTER_HEAD.format(name=name, mode=mode.value, channel=DEFAULT_CHANNEL)
-    if mode is Mode.mirror:
-        text += _STARTER_MIRROR.format()
-    if mode is Mode.proxy:
-        text += _STARTER_PROXY
-    return text + _STARTER_TAIL
+    """A commented plan that validates as written, for `invoke init` (a jinja2 template:
+    airgap/templates/airgap.yaml.j2)."""
+    return render_template("airgap.yaml.j2", name=name, mode=mode.value,
+                           channel=DEFAULT_CHANNEL)
 
 
 def workload_images(plan: Plan) -> list[ImageRef]:

@@ -27,6 +27,7 @@ import yaml
 
 from airgap import process
 from airgap.errors import AirgapError
+from airgap.render.systemd import unit_file
 
 log = logging.getLogger(__name__)
 
@@ -179,33 +180,16 @@ HOSTS_TPL = (
     "::1 localhost ip6-localhost ip6-loopback\n"
 )
 
-NETWORKD_ETH0 = """[Match]
-Name=eth0
-
-[Network]
-DHCP=ipv4
-LinkLocalAddressing=no
-IPv6AcceptRA=no
-
-[DHCPv4]
-ClientIdentifier=mac
-"""
+_DHCP = [("Network", [("DHCP", "ipv4"), ("LinkLocalAddressing", "no"), ("IPv6AcceptRA", "no")])]
+NETWORKD_ETH0 = unit_file([("Match", [("Name", "eth0")]), *_DHCP,
+                           ("DHCPv4", [("ClientIdentifier", "mac")])])
 
 # Secondary NICs: addresses only, so that an instance has exactly one default route.
-NETWORKD_SECONDARY = """[Match]
-Name=eth[1-9]*
-
-[Network]
-DHCP=ipv4
-LinkLocalAddressing=no
-IPv6AcceptRA=no
-
-[DHCPv4]
-ClientIdentifier=mac
-UseGateway=no
-UseRoutes=no
-UseDNS=no
-"""
+NETWORKD_SECONDARY = unit_file([
+    ("Match", [("Name", "eth[1-9]*")]), *_DHCP,
+    ("DHCPv4", [("ClientIdentifier", "mac"), ("UseGateway", "no"), ("UseRoutes", "no"),
+                ("UseDNS", "no")]),
+])
 
 
 def _chroot(root: Path, argv: list[str], timeout: float = 900) -> None:

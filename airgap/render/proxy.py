@@ -9,10 +9,9 @@ look like network faults.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-
 from airgap.config import PROXY_DROPIN, Plan
 from airgap.render import RenderedFile
+from airgap.render.systemd import systemd_quote, unit_file
 
 HEADER = (
     "# Proxy for the k8s snap's containerd, written by k8s-airgap.\n"
@@ -49,32 +48,6 @@ def proxy_environment(plan: Plan) -> list[tuple[str, str]]:
     pairs.append(("HTTPS_PROXY", https))
     pairs.append(("NO_PROXY", ",".join(no_proxy_entries(plan))))
     return pairs + [(k.lower(), v) for k, v in pairs]
-
-
-def systemd_quote(assignment: str) -> str:
-    """One Environment= word, quoted the way systemd unquotes it.
-
-    Double quotes protect spaces; backslash and double quote are escaped; '%' is a
-    unit-file specifier and must be doubled.
-    """
-    if any(c in assignment for c in "\n\r\0"):
-        raise ValueError(f"{assignment!r}: a newline cannot be put in a unit file")
-    escaped = assignment.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
-    return f'"{escaped}"'
-
-
-def unit_file(sections: Sequence[tuple[str, Iterable[tuple[str, str]]]], header: str = "") -> str:
-    """A systemd unit file (also .network files) from sections of key/value pairs."""
-    out = [header] if header else []
-    for n, (name, items) in enumerate(sections):
-        if n:
-            out.append("\n")
-        out.append(f"[{name}]\n")
-        for key, value in items:
-            if any(c in value for c in "\n\r\0"):
-                raise ValueError(f"{key}={value!r}: a newline cannot be put in a unit file")
-            out.append(f"{key}={value}\n")
-    return "".join(out)
 
 
 def render_proxy_dropin(plan: Plan) -> RenderedFile:

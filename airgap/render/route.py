@@ -24,7 +24,7 @@ import yaml
 
 from airgap.config import Node, Plan, RoutePersistence
 from airgap.render import RenderedFile
-from airgap.render.proxy import unit_file
+from airgap.render.systemd import unit_file
 
 NETPLAN_FILE = "/etc/netplan/90-airgap-default-route.yaml"
 NETWORKD_DIR = "/etc/systemd/network"
