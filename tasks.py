@@ -154,17 +154,10 @@ def mirror(c, plan=None, bundle=None, lock=None, images=None, config=None,
     configure_logging(debug)
     from pathlib import Path
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from airgap.config import load_plan
-    from airgap.mirror import (
-        MirrorError,
-        mirror_images,
-        report_table,
-        summary_line,
-        upstream_accesses,
-    )
+    from airgap.mirror import MirrorError, mirror_images, upstream_accesses
     from airgap.plan.sources import plan_images_locked
+    from airgap.show.mirror import mirror_progress, report_table, summary_line
 
     if not plan:
         raise Exit("Error: --plan FILE is required (see `invoke mirror --help`)", code=1)
@@ -177,10 +170,7 @@ def mirror(c, plan=None, bundle=None, lock=None, images=None, config=None,
         ups = upstream_accesses(refs, insecure=insecure_upstream or [],
                                 ca_file=Path(upstream_ca) if upstream_ca else None)
         try:
-            with Progress(TextColumn("{task.description}"), BarColumn(),
-                          TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                          console=console, transient=False,
-                          disable=not console.is_terminal) as progress:
+            with mirror_progress(console) as progress:
                 report = mirror_images(p, refs, lock=locked, upstreams=ups,
                                        config_out=Path(config) if config else None,
                                        parallel=int(parallel), progress=progress)

@@ -25,8 +25,9 @@ from airgap import process
 from airgap.config import parse_plan
 from airgap.images import ImageRef, parse_image_ref
 from airgap.lock import ImageLock, LockedImage
-from airgap.mirror import human_bytes, mirror_images
+from airgap.mirror import mirror_images
 from airgap.render.sync import DEFAULT_PARALLEL, RegistryAccess
+from airgap.show import human_bytes
 from tests.support.ocibuild import make_test_images
 from tests.support.registry import Registry, start_registry
 

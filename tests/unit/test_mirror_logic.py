@@ -15,9 +15,9 @@ from airgap.mirror import (
     _seed_split,
     _split_path,
     _Work,
-    human_bytes,
-    summary_line,
 )
+from airgap.show import human_bytes
+from airgap.show.mirror import summary_line
 
 BASE = "sha256:" + "b" * 64
 

@@ -1,0 +1,79 @@
+"""Mirror mode on screen: progress bars while it runs, then the table and the summary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from airgap.mirror.model import MirrorReport, Status
+from airgap.show import human_bytes, styled
+
+_STYLE = {
+    Status.synced: "green", Status.present: "cyan", Status.missing: "red",
+    Status.mismatch: "red", Status.missing_upstream: "red", Status.incomplete: "red",
+}
+
+
+class RichMirrorProgress:
+    """airgap.mirror's MirrorProgress drawn as one rich bar per phase."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self._tasks: dict[str, TaskID] = {}
+
+    def start(self, key: str, text: str, total: int) -> None:
+        self._tasks[key] = self.progress.add_task(text, total=total)
+
+    def advance(self, key: str, n: int = 1) -> None:
+        if key in self._tasks:
+            self.progress.advance(self._tasks[key], n)
+
+    def done(self, key: str) -> None:
+        if key in self._tasks:
+            task = self._tasks[key]
+            total = next(t.total for t in self.progress.tasks if t.id == task)
+            self.progress.update(task, completed=total)
+
+
+@contextmanager
+def mirror_progress(console: Console) -> Iterator[RichMirrorProgress]:
+    """Bars on console while the block runs (none when it is not a terminal)."""
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                  console=console, transient=False,
+                  disable=not console.is_terminal) as progress:
+        yield RichMirrorProgress(progress)
+
+
+def report_table(report: MirrorReport) -> Table:
+    table = Table(title=f"Mirror {report.mirror}", show_lines=False)
+    table.add_column("image")
+    table.add_column("digest")
+    table.add_column("status")
+    table.add_column("bytes copied", justify="right")
+    for r in report.images:
+        digest = (r.found or r.expected or "-")
+        short = digest.split(":", 1)[-1][:12] if digest != "-" else "-"
+        plats = f" ({r.platforms} platforms)" if r.platforms > 1 else ""
+        status = styled(r.status, _STYLE)
+        if r.detail and not r.status.ok and r.status is not Status.missing_upstream:
+            status += f": {r.detail}"
+        table.add_row(str(r.ref) + plats, short, status, human_bytes(r.bytes_copied))
+    return table
+
+
+def summary_line(report: MirrorReport) -> str:
+    n = len(report.images)
+    synced, present = report.count(Status.synced), report.count(Status.present)
+    bad = n - synced - present
+    ran = "regsync ran" if report.regsync_ran else "regsync not needed"
+    return (f"{n} image(s): {synced} synced, {present} already present, {bad} failed; "
+            f"{human_bytes(report.bytes_copied)} in {report.blobs_copied} blob(s) copied; "
+            f"{ran}; {report.seconds:.2f} s")
+
+
+__all__ = ["RichMirrorProgress", "mirror_progress", "report_table", "summary_line"]
