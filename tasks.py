@@ -212,6 +212,7 @@ def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platfo
     from airgap.nodeset import build_nodes, close_nodes
     from airgap.plan.sources import plan_images_locked
 
+    from airgap.show import sideload as show_sideload
     if not plan:
         raise Exit("Error: --plan FILE is required (see `invoke sideload --help`)", code=1)
     if not out and not bundle:
@@ -236,7 +237,7 @@ def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platfo
             archives = sl.archives_in(out_dir)
             with console.status("validating"):
                 reports = sl.validate_archives(archives, expected, wanted)
-        stdout.print(sl.archive_table(reports, wanted, out_dir))
+        stdout.print(show_sideload.archive_table(reports, wanted, out_dir))
         if not deliver:
             return
         nodes = build_nodes(p, only=node or None, transports=LAB_TRANSPORTS)
@@ -247,7 +248,7 @@ def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platfo
                                      progress=lambda msg: status.update(msg))
         finally:
             close_nodes(nodes)
-    stdout.print(sl.delivery_table(results))
+    stdout.print(show_sideload.delivery_table(results))
     error, note = sl.delivery_outcome(results)
     if error:
         raise Exit(f"Error: {error}", code=1)

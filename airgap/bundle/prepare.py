@@ -1,0 +1,191 @@
+"""The connected side: fetch and verify the snaps, pin the images, write the manifest.
+
+A re-run keeps every snap that still verifies and the lock when it still names the
+plan's images; the manifest is removed first and written last, so a bundle with a
+manifest is complete.
+"""
+
+from __future__ import annotations
+
+import platform as _platform
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from airgap import __version__, process, tools
+from airgap.bundle.layout import Bundle
+from airgap.bundle.manifest import Manifest, SnapEntry, write_manifest
+from airgap.bundle.resolve import Progress, _quiet, _regctl, resolve_images
+from airgap.config import Plan, workload_images
+from airgap.errors import AirgapError
+from airgap.images import ImageRef, merge_images
+from airgap.lock import ImageLock, read_lock, write_lock
+from airgap.snaps import (
+    SnapError,
+    VerifiedSnap,
+    copy_file,
+    download_snap,
+    find_local_snap,
+    hash_file,
+    snap_images,
+    snap_meta,
+    verify_snap,
+)
+from airgap.trust import TrustStore
+
+SUPPORT_CHANNEL = "latest/stable"
+
+
+@dataclass(frozen=True)
+class PreparedSnap:
+    snap: VerifiedSnap
+    channel: str
+    action: str  # kept / downloaded / copied
+
+
+@dataclass(frozen=True)
+class PrepareReport:
+    bundle: Path
+    snaps: list[PreparedSnap]
+    lock: ImageLock
+    images_action: str
+    manifest: Path
+    signature_check: bool
+
+
+def _fetch_snap(
+    name: str,
+    channel: str,
+    layout: Bundle,
+    from_dir: Path | None,
+    trust: TrustStore | None,
+    progress: Progress,
+) -> PreparedSnap:
+    """Keep a snap that still verifies; otherwise fetch it again and verify before keeping."""
+    snap, assertion = layout.snap(name), layout.assertion(name)
+    if snap.is_file() and assertion.is_file():
+        progress(f"checking {name} already in the bundle")
+        try:
+            return PreparedSnap(verify_snap(snap, assertion, name, trust=trust), channel, "kept")
+        except SnapError as exc:
+            progress(f"{name} in the bundle does not verify ({exc.brief}); fetching again")
+    partial = layout.partial_dir
+    if from_dir is not None:
+        progress(f"copying {name} from {from_dir}")
+        src_snap, src_assert = find_local_snap(from_dir, name)
+        action = "copied"
+    else:
+        progress(f"snap download {name} --channel {channel}")
+        src_snap, src_assert = download_snap(name, channel, partial)
+        action = "downloaded"
+    verified = verify_snap(src_snap, src_assert, name, trust=trust)
+    copy_file(src_assert, assertion)
+    if src_snap.parent == partial:
+        src_snap.replace(snap)
+    else:
+        copy_file(src_snap, snap)
+    return PreparedSnap(replace(verified, path=snap, assert_path=assertion), channel, action)
+
+
+def _tool_versions(downloaded: bool, resolved: bool) -> dict[str, str]:
+    out = {"k8s-airgap": __version__, "python": _platform.python_version()}
+    first = process.run(["unsquashfs", "-version"], check=False).stdout.splitlines()
+    out["unsquashfs"] = first[0] if first else "?"
+    if resolved:
+        out["regctl"] = (
+            _regctl(["version", "--format", "{{.VCSTag}}"]).strip() or tools.REGCLIENT_VERSION
+        )
+    if downloaded and shutil.which("snap"):
+        lines = process.run(["snap", "version"], check=False).stdout.splitlines()
+        out["snap"] = lines[0].split(None, 1)[-1].strip() if lines else "?"
+    return out
+
+
+def _lock_matches(path: Path, images: Sequence[ImageRef], platforms: Sequence[str]) -> bool:
+    try:
+        lock = read_lock(path)
+    except AirgapError:
+        return False
+    return sorted(lock.platforms) == sorted(platforms) and sorted(
+        str(i.ref) for i in lock.images
+    ) == sorted(str(r) for r in images)
+
+
+def prepare_bundle(
+    plan: Plan,
+    bundle: Path,
+    *,
+    from_dir: Path | None = None,
+    trust: TrustStore | None,
+    refresh_images: bool = False,
+    progress: Progress = _quiet,
+) -> PrepareReport:
+    """Fetch and verify the snaps, pin the images, write the manifest last."""
+    bundle = Path(bundle)
+    if from_dir is not None and not from_dir.is_dir():
+        raise AirgapError(
+            f"--from {from_dir}: not a directory",
+            resolution="Point --from at the directory holding the .snap and .assert files.",
+        )
+    layout = Bundle(bundle)
+    bundle.mkdir(parents=True, exist_ok=True)
+    layout.manifest.unlink(missing_ok=True)  # the bundle is incomplete until the end
+    snaps = [_fetch_snap("k8s", plan.k8s.channel, layout, from_dir, trust, progress)]
+    k8s_snap = snaps[0].snap.path
+    meta = snap_meta(k8s_snap)
+    if meta.name != "k8s":
+        raise AirgapError(
+            f"{k8s_snap}: meta/snap.yaml names snap {meta.name!r}, not k8s",
+            resolution="Give --from the k8s snap itself (k8s.snap or k8s_REVISION.snap), "
+            "or leave --from out to download it from the Snap Store.",
+        )
+    support = [meta.base] if meta.base else []
+    for name in [*support, "snapd"]:
+        if name not in {s.snap.name for s in snaps}:
+            snaps.append(_fetch_snap(name, SUPPORT_CHANNEL, layout, from_dir, trust, progress))
+    shutil.rmtree(layout.partial_dir, ignore_errors=True)
+
+    progress("reading images.txt from the k8s snap")
+    k8s_images = snap_images(k8s_snap)
+    workload = workload_images(plan)
+    lock_path = layout.lock
+    wanted = merge_images(k8s_images, workload)
+    if not refresh_images and _lock_matches(lock_path, wanted, plan.platforms):
+        lock, images_action = read_lock(lock_path), "kept"
+    else:
+        lock = resolve_images(k8s_images, workload, plan.platforms, progress)
+        write_lock(lock_path, lock)
+        images_action = "resolved"
+
+    progress("hashing the bundle for the manifest")
+    files = {rel: hash_file(bundle / rel) for rel in layout.files()}
+    entries = [
+        SnapEntry(
+            name=p.snap.name,
+            revision=p.snap.revision,
+            channel=p.channel,
+            sha3_384=p.snap.sha3_384,
+            snap_id=p.snap.snap_id,
+            file=layout.rel(layout.snap(p.snap.name)),
+            assertion=layout.rel(layout.assertion(p.snap.name)),
+            chain=p.snap.chain_text,
+        )
+        for p in snaps
+    ]
+    manifest = Manifest(
+        files=files,
+        snaps=entries,
+        images=lock.images,
+        platforms=list(lock.platforms),
+        tools=_tool_versions(
+            any(p.action == "downloaded" for p in snaps), images_action == "resolved"
+        ),
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        signature_check=trust is not None,
+        trusted_roots=sorted(trust.roots) if trust is not None else [],
+    )
+    path = write_manifest(bundle, manifest)
+    return PrepareReport(bundle, snaps, lock, images_action, path, trust is not None)
+

@@ -1,0 +1,230 @@
+"""The air-gapped side's check before anything is installed: every file against the
+manifest, every snap against its assertions, the lock against the manifest, and the
+side-load archives against the runtime's rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airgap import sideload
+from airgap.bundle.layout import Bundle
+from airgap.bundle.manifest import Manifest, SnapEntry, read_manifest
+from airgap.errors import AirgapError
+from airgap.lock import read_lock
+from airgap.snaps import FileDigests, SnapError, hash_file, verify_snap
+from airgap.trust import TrustError, TrustStore
+
+NO_CHECK_WARNING = (
+    "WARNING: --no-signature-check: snap assertions are NOT checked against any root key. "
+    "A substituted or forged snap would not be detected. Use --trusted-root FILE for a "
+    "brand store instead."
+)
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class BundleError(AirgapError):
+    """A bundle that does not verify; ``report`` holds every row, failed or not."""
+
+    def __init__(self, brief: str, report: VerifyReport, **kw: Any) -> None:
+        super().__init__(brief, **kw)
+        self.report = report
+
+@dataclass(frozen=True)
+class VerifyRow:
+    path: str
+    kind: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class VerifyReport:
+    bundle: Path
+    rows: list[VerifyRow] = field(default_factory=list)
+    signature_check: bool = True
+    sideload_checked: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+    @property
+    def failures(self) -> list[VerifyRow]:
+        return [r for r in self.rows if not r.ok]
+
+    def add(self, path: str, kind: str, ok: bool, detail: str) -> None:
+        self.rows.append(VerifyRow(path, kind, ok, detail))
+
+
+def load_trust(trusted_root: Path | None, check_signatures: bool) -> TrustStore | None:
+    """The trust store for --trusted-root / the packaged root; None when checks are off."""
+    if not check_signatures:
+        return None
+    return TrustStore.from_file(trusted_root) if trusted_root else TrustStore.default()
+
+
+def verify_bundle(
+    bundle: Path,
+    trusted_root: Path | None = None,
+    check_signatures: bool = True,
+    progress: Progress = _quiet,
+) -> VerifyReport:
+    """Re-check every file against the manifest and every snap against its assertions.
+
+    Returns the report when everything verifies; raises BundleError (carrying the
+    report, one row per file) naming each file and what differs otherwise.
+    """
+    bundle = Path(bundle)
+    if not bundle.is_dir():
+        raise AirgapError(
+            f"{bundle}: bundle directory not found",
+            resolution="Pass --bundle DIR, the directory `invoke prepare` wrote.",
+        )
+    layout = Bundle(bundle)
+    manifest = read_manifest(bundle)
+    trust = load_trust(trusted_root, check_signatures)
+    report = VerifyReport(bundle, signature_check=trust is not None)
+    snap_files = {s.file: s for s in manifest.snaps}
+    digests: dict[str, FileDigests] = {}
+    for rel, want in sorted(manifest.files.items()):
+        path = bundle / rel
+        kind = "snap" if rel in snap_files else "file"
+        if not path.is_file():
+            report.add(rel, kind, False, "listed in manifest.json but missing")
+            continue
+        progress(f"hashing {rel}")
+        got = hash_file(path, sha3=rel in snap_files)
+        digests[rel] = got
+        if got.size != want.size:
+            report.add(rel, kind, False, f"size {got.size}, manifest says {want.size}")
+        elif got.sha256 != want.sha256:
+            report.add(
+                rel,
+                kind,
+                False,
+                f"sha256 {got.sha256[:16]}..., manifest says {want.sha256[:16]}...",
+            )
+        elif kind == "file":
+            report.add(rel, kind, True, f"sha256 {got.sha256[:16]}... {got.size} bytes")
+    for rel in layout.files():
+        if rel not in manifest.files:
+            report.add(rel, "file", False, "not in manifest.json (added after prepare?)")
+    for entry in manifest.snaps:
+        for rel in (entry.file, entry.assertion):
+            if rel not in manifest.files:
+                report.add(rel, "snap", False, "snap listed in manifest.json without a file entry")
+        _verify_snap_entry(bundle, entry, trust, digests, report)
+    _verify_lock(layout, manifest, report)
+    report.sideload_checked = _verify_archives(layout, report)
+    if not report.ok:
+        fails = report.failures
+        raise BundleError(
+            f"{bundle}: {len(fails)} problem(s): "
+            + "; ".join(f"{r.path}: {r.detail}" for r in fails[:3])
+            + (" ..." if len(fails) > 3 else ""),
+            report,
+            details="\n".join(f"- {r.path}: {r.detail}" for r in fails),
+            resolution="Do not install from this bundle; copy it again, or re-run "
+            "`invoke prepare --bundle DIR` on the connected side.",
+        )
+    return report
+
+
+def _verify_snap_entry(
+    bundle: Path,
+    entry: SnapEntry,
+    trust: TrustStore | None,
+    digests: dict[str, FileDigests],
+    report: VerifyReport,
+) -> None:
+    snap, assertion = bundle / entry.file, bundle / entry.assertion
+    if not snap.is_file() or not assertion.is_file():
+        reported = {r.path for r in report.rows}
+        for rel, p in ((entry.file, snap), (entry.assertion, assertion)):
+            if not p.is_file() and rel not in reported:
+                report.add(rel, "snap", False, "missing")
+        return
+    try:
+        v = verify_snap(snap, assertion, entry.name, trust=trust, digests=digests.get(entry.file))
+    except (SnapError, TrustError) as exc:
+        report.add(entry.file, "snap", False, exc.brief)
+        return
+    if v.revision != entry.revision or v.sha3_384 != entry.sha3_384:
+        report.add(
+            entry.file,
+            "snap",
+            False,
+            f"assertion says revision {v.revision} sha3-384 {v.sha3_384[:12]}..., manifest "
+            f"says revision {entry.revision} sha3-384 {entry.sha3_384[:12]}...",
+        )
+        return
+    bad = [r for r in report.rows if r.path == entry.file and not r.ok]
+    if not bad:
+        report.add(
+            entry.file,
+            "snap",
+            True,
+            f"{entry.name} rev {v.revision}, sha3-384 and size match; chain: {v.chain_text}",
+        )
+
+
+def _verify_lock(layout: Bundle, manifest: Manifest, report: VerifyReport) -> None:
+    path, rel = layout.lock, layout.rel(layout.lock)
+    if not path.is_file():
+        return
+    try:
+        lock = read_lock(path)
+    except AirgapError as exc:
+        report.add(rel, "lock", False, exc.brief)
+        return
+    got = {str(i.ref): (i.digest, i.platforms) for i in lock.images}
+    want = {str(i.ref): (i.digest, i.platforms) for i in manifest.images}
+    if got != want:
+        diff = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
+        report.add(
+            rel, "lock", False, f"images differ from manifest.json: {', '.join(diff[:3])}"
+        )
+    else:
+        report.add(rel, "lock", True, f"{len(got)} image(s) match manifest.json")
+
+
+def _verify_archives(layout: Bundle, report: VerifyReport) -> bool:
+    """Run the side-load validator on the bundle's side-load archives, if it has any."""
+    for stray in sideload.not_imported(layout.images_dir):
+        err = sideload.not_imported_error([stray], "in the bundle")
+        report.add(
+            layout.rel(stray),
+            "archive",
+            False,
+            f"{err.brief.split(': ', 1)[1]}. Resolution: {err.resolution}",
+        )
+    archives = layout.archives()
+    if not archives:
+        return False
+    lock = read_lock(layout.lock) if layout.lock.is_file() else None
+    platforms = lock.platforms if lock else []
+    for archive in archives:
+        rel = layout.rel(archive)
+        errors = []
+        for plat in platforms or ["linux/amd64"]:
+            expected = sideload.expected_from_lock(lock, plat) if lock else None
+            try:
+                rep = sideload.validate_archive(archive, expected, plat)
+            except AirgapError as exc:
+                errors.append(f"{plat}: {exc.brief}")
+                continue
+            report.add(
+                rel, "archive", True, f"{plat}: {len(rep.images)} image(s) valid for the runtime"
+            )
+            break
+        else:
+            report.add(rel, "archive", False, "; ".join(errors))
+    return True
