@@ -26,7 +26,7 @@ from airgap.config import Plan, mirror_ca_pem, mirror_credentials
 from airgap.errors import AirgapError, PlanError
 from airgap.images import ImageRef
 from airgap.mediatypes import MANIFEST_ACCEPT, is_index
-from airgap.ociarchive import parse_platform, platform_matches
+from airgap.platforms import parse_platform, platform_matches
 from airgap.render.sync import RegistryAccess
 
 REQUEST_TIMEOUT = 60.0

@@ -23,6 +23,7 @@ from pathlib import Path
 from airgap import process
 from airgap.errors import AirgapError
 from airgap.fileio import write_atomic
+from airgap.platforms import Platform, parse_platform
 from airgap.tools import find_tool, run_tool
 
 BUSYBOX = Path("/bin/busybox")
@@ -37,29 +38,14 @@ CREATED = "2024-01-01T00:00:00Z"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True)
-class Platform:
-    os: str
-    architecture: str
-    variant: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        parts = text.split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise AirgapError(
-                f"Invalid platform {text!r}", resolution="Use os/arch[/variant], e.g. linux/arm64."
-            )
-        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
-
-    def as_json(self) -> dict[str, str]:
-        out = {"architecture": self.architecture, "os": self.os}
-        if self.variant:
-            out["variant"] = self.variant
-        return out
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+def parse_build_platform(text: str) -> Platform:
+    """airgap.platforms' parser, with a user error for a bad platform."""
+    parts = text.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise AirgapError(
+            f"Invalid platform {text!r}", resolution="Use os/arch[/variant], e.g. linux/arm64."
+        )
+    return parse_platform(text)
 
 
 @dataclass(frozen=True)
@@ -238,7 +224,7 @@ class Builder:
         labels: Mapping[str, str] | None = None,
     ) -> Descriptor:
         """One image manifest (not tagged); returns its descriptor with the platform set."""
-        plat = Platform.parse(platform)
+        plat = parse_build_platform(platform)
         layers: list[tuple[Descriptor, str]] = []
         if base_layer:
             layers.append(self.base_layer())

@@ -9,7 +9,7 @@ from airgap import tools
 from airgap.errors import AirgapError
 from airgap.images import ImageRef, merge_images
 from airgap.lock import ImageLock, LockedImage
-from airgap.ociarchive import parse_platform, platform_matches
+from airgap.platforms import parse_platform, platform_matches
 
 INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",

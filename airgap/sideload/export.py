@@ -12,13 +12,9 @@ from pathlib import Path
 
 from airgap import tools
 from airgap.errors import AirgapError, CommandError
-from airgap.ociarchive import (
-    NAME_ANNOTATION,
-    OCI_INDEX,
-    REF_ANNOTATION,
-    layout_files,
-    write_layout_tar,
-)
+from airgap.mediatypes import OCI_INDEX
+from airgap.sideload.archive import NAME_ANNOTATION, REF_ANNOTATION
+from airgap.sideload.layout_tar import layout_files, write_layout_tar
 from airgap.sideload.select import Progress, SideloadImage, Source, _quiet, expected_refs
 from airgap.sideload.validate import ArchiveReport, validate_archives
 

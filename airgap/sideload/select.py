@@ -11,9 +11,7 @@ from airgap.config import Plan
 from airgap.errors import AirgapError
 from airgap.images import ImageRef
 from airgap.lock import ImageLock
-from airgap.ociarchive import (
-    parse_platform,
-)
+from airgap.platforms import parse_platform
 
 Progress = Callable[[str], None]
 

@@ -11,14 +11,8 @@ from pathlib import Path
 
 from airgap.errors import AirgapError
 from airgap.images import ImageRef, parse_image_ref
-from airgap.ociarchive import (
-    NAME_ANNOTATION,
-    REF_ANNOTATION,
-    ImageEntry,
-    parse_platform,
-    platform_matches,
-    read_archive,
-)
+from airgap.platforms import parse_platform, platform_matches
+from airgap.sideload.archive import NAME_ANNOTATION, REF_ANNOTATION, ImageEntry, read_archive
 
 
 @dataclass(frozen=True)

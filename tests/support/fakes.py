@@ -146,7 +146,8 @@ class FakeNode:
     # -- simulation ----------------------------------------------------------------
     def start_containerd(self) -> None:
         """As the snap's containerd does at start: import *.tar, rename to *.tar.loaded."""
-        from airgap.ociarchive import parse_platform, read_archive
+        from airgap.platforms import parse_platform
+        from airgap.sideload.archive import read_archive
 
         self.containerd_active = True
         for path in sorted(p for p in self.files if p.startswith(f"{SIDELOAD_DIR}/")):

@@ -9,8 +9,9 @@ import pytest
 
 from airgap.errors import AirgapError
 from airgap.images import parse_image_ref
-from airgap.ociarchive import read_archive, tar_overhead, write_layout_tar
 from airgap.sideload import archives_in, validate_archive, validate_archives
+from airgap.sideload.archive import read_archive
+from airgap.sideload.layout_tar import tar_overhead, write_layout_tar
 from tests.unit.test_sideload_fixtures import (
     Archive,
     Img,

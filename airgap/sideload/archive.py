@@ -1,11 +1,12 @@
-"""Reading and writing image archives the way containerd's importer sees them.
+"""Reading image archives the way containerd's importer sees them.
 
 The runtime accepts an uncompressed tar holding either an OCI image layout
 (``oci-layout`` + ``index.json`` + ``blobs/``) or a docker-archive (``manifest.json``).
 When both are present (regctl writes both) containerd takes the OCI layout. An image
 is named by the ``io.containerd.image.name`` annotation, else by the raw
 ``org.opencontainers.image.ref.name`` (FACTS). This module only reports what an
-archive holds; deciding whether that is acceptable is ``airgap.sideload``'s job.
+archive holds; deciding whether that is acceptable is ``airgap.sideload.validate``'s job;
+writing one is ``airgap.sideload.layout_tar``'s.
 
 Archives can be gigabytes: tars are read once, as a stream, hashing every member.
 """
@@ -14,26 +15,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tarfile
-import tempfile
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from airgap.errors import AirgapError
+from airgap.mediatypes import (
+    INDEX_TYPES,
+)
+from airgap.platforms import Platform, platform_matches
 
 NAME_ANNOTATION = "io.containerd.image.name"
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
 OCI_LAYOUT_VERSION = "1.0.0"
-
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
-MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 
 # Members up to this size are kept in memory (manifests, configs, index.json);
 # larger ones are only hashed.
@@ -120,35 +115,6 @@ def scan_tar(path: Path) -> dict[str, Member]:
             "the file is truncated or not a tar.",
         ) from None
     return members
-
-
-@dataclass(frozen=True)
-class Platform:
-    os: str
-    architecture: str
-    variant: str = ""
-
-    def __str__(self) -> str:
-        out = f"{self.os}/{self.architecture}"
-        return f"{out}/{self.variant}" if self.variant else out
-
-
-def parse_platform(text: str) -> Platform:
-    parts = text.split("/")
-    if len(parts) < 2 or not all(parts):
-        raise ValueError(f"{text!r} is not a platform such as linux/amd64")
-    return Platform(parts[0], parts[1], parts[2] if len(parts) > 2 else "")
-
-
-def platform_matches(found: Platform, wanted: Platform) -> bool:
-    """containerd's rule in short: os and architecture equal; the variant must match
-    when the wanted platform names one (arm64 implies v8)."""
-    if (found.os, found.architecture) != (wanted.os, wanted.architecture):
-        return False
-    if not wanted.variant:
-        return True
-    default = {"arm64": "v8"}.get(found.architecture, "")
-    return (found.variant or default) == wanted.variant
 
 
 @dataclass(frozen=True)
@@ -400,69 +366,3 @@ def read_archive(path: Path, wanted: Platform | None = None) -> ArchiveContents:
         "nor a docker-archive (manifest.json)",
         resolution="Export images with `invoke sideload` (regctl image export).",
     )
-
-
-# -- writing -------------------------------------------------------------------------
-
-
-def _header(name: str, size: int, mode: int = 0o644) -> bytes:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mode = mode
-    info.mtime = 0
-    info.uname = info.gname = ""
-    return info.tobuf(format=tarfile.USTAR_FORMAT)
-
-
-def _copy_padded(src: BinaryIO, dst: BinaryIO, size: int) -> None:
-    left = size
-    while left:
-        chunk = src.read(min(CHUNK, left))
-        if not chunk:
-            raise AirgapError(f"file shrank while being archived ({left} bytes short)")
-        dst.write(chunk)
-        left -= len(chunk)
-    pad = -size % BLOCK
-    if pad:
-        dst.write(b"\0" * pad)
-
-
-def tar_overhead(sizes: Iterable[int]) -> int:
-    """Bytes write_layout_tar adds on top of the files' contents."""
-    return sum(BLOCK + (-s % BLOCK) for s in sizes) + 2 * BLOCK
-
-
-def write_layout_tar(layout: Path, dest: Path, files: Iterable[str]) -> Path:
-    """Tar ``files`` (paths relative to ``layout``) uncompressed into ``dest``, atomically.
-
-    Written by hand rather than with tarfile.open(): no directory entries, no PAX
-    headers and no record padding, so the archive is the blobs plus 512 bytes a file.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for rel in files:
-                src = layout / rel
-                size = src.stat().st_size
-                out.write(_header(rel, size))
-                with src.open("rb") as fh:
-                    _copy_padded(fh, out, size)
-            out.write(b"\0" * (2 * BLOCK))
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
-
-
-def layout_files(layout: Path) -> Iterator[str]:
-    """oci-layout, index.json, then every blob, sorted: a stable order."""
-    yield "oci-layout"
-    yield "index.json"
-    for blob in sorted((layout / "blobs").rglob("*")):
-        if blob.is_file():
-            yield blob.relative_to(layout).as_posix()
