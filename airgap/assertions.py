@@ -41,6 +41,9 @@ _TIME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{
 class AssertionError_(AirgapError):
     """An assertion stream that cannot be parsed, or lacks what a check needs."""
 
+    default_resolution = ("Download the .assert again with the snap (`snap download` writes "
+                          "both; `invoke prepare` does it); copy it unchanged, as a binary file.")
+
 
 @dataclass(frozen=True)
 class Assertion:

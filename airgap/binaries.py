@@ -28,6 +28,7 @@ from airgap.errors import AirgapError
 RECORD_ENV = "K8S_AIRGAP_RECORD_BINARIES"
 LIST_FILE = "binaries.toml"
 USERS = ("product", "lab", "tests")
+_FIX = "Fix the entry in airgap/data/binaries.toml (the format is in its header)."
 
 
 @dataclass(frozen=True)
@@ -63,24 +64,29 @@ def load(text: str | None = None, source: str = LIST_FILE) -> dict[str, Binary]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise AirgapError(f"{source}: not TOML: {exc}") from None
+        raise AirgapError(f"{source}: not TOML: {exc}", resolution=_FIX) from None
     out: dict[str, Binary] = {}
     for name, entry in data.items():
         if not isinstance(entry, dict):
-            raise AirgapError(f"{source}: [{name}] must be a table")
+            raise AirgapError(f"{source}: [{name}] must be a table",
+                              resolution=_FIX)
         unknown = set(entry) - {"source", "used_by", "why", "on", "optional", "binary"}
         if unknown:
-            raise AirgapError(f"{source}: [{name}] has unknown keys: {', '.join(sorted(unknown))}")
+            raise AirgapError(f"{source}: [{name}] has unknown keys: {', '.join(sorted(unknown))}",
+                              resolution=_FIX)
         on = entry.get("on", "host")
         if on not in ("host", "node"):
-            raise AirgapError(f"{source}: [{name}].on must be host or node, not {on!r}")
+            raise AirgapError(f"{source}: [{name}].on must be host or node, not {on!r}",
+                              resolution=_FIX)
         src, users, why = entry.get("source"), entry.get("used_by"), entry.get("why", "")
         if not isinstance(src, str) or src.split(":", 1)[0] not in ("apt", "go", "pip", "self"):
             raise AirgapError(f"{source}: [{name}].source must be apt:PKG, go:MOD, pip:PKG "
-                              f"or self, not {src!r}")
+                              f"or self, not {src!r}",
+                              resolution=_FIX)
         if (not isinstance(users, list) or not users
                 or any(u not in USERS for u in users)):
-            raise AirgapError(f"{source}: [{name}].used_by must list some of {USERS}")
+            raise AirgapError(f"{source}: [{name}].used_by must list some of {USERS}",
+                              resolution=_FIX)
         out[name] = Binary(name, str(entry.get("binary", name)), src, tuple(users), str(why),
                            on, str(entry.get("optional", "")))
     return out

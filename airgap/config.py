@@ -561,7 +561,9 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
             resolution="Pass --plan PATH, or write a starter plan with `invoke init`.",
         ) from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise PlanError(f"{p}: cannot read the plan ({exc})") from None
+        raise PlanError(f"{p}: cannot read the plan ({exc})",
+                        resolution="Pass a readable UTF-8 YAML file with --plan "
+                        "(`invoke init` writes one).") from None
     try:
         data = yaml.load(text, Loader=_PlanLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 
 class AirgapError(Exception):
+    """A user-facing error: what went wrong (brief), the facts (details), the fix.
+
+    A subclass whose errors share one fix sets ``default_resolution``; it applies when
+    the raise gives none.
+    """
+
+    default_resolution: str | None = None
+
     def __init__(
         self, brief: str, *, details: str | None = None, resolution: str | None = None
     ) -> None:
         super().__init__(brief)
         self.brief = brief
         self.details = details
-        self.resolution = resolution
+        self.resolution = resolution if resolution is not None else self.default_resolution
 
     def __str__(self) -> str:
         parts = [self.brief]
@@ -36,6 +44,9 @@ class ImageListError(AirgapError):
 
 class CommandError(AirgapError):
     """A command exited non-zero; carries argv, exit code, stdout and stderr."""
+
+    default_resolution = ("Read the command's output above; run the task again with --debug "
+                          "to see every command it runs.")
 
     def __init__(
         self,

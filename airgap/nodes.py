@@ -283,7 +283,9 @@ class SSHNode:
         except Exception as exc:  # fabric/paramiko raise many types; keep one message
             if type(exc).__name__ == "CommandTimedOut":
                 raise AirgapError(
-                    f"{self.name}: command timed out after {timeout} s: {shell_quote(argv)}"
+                    f"{self.name}: command timed out after {timeout} s: {shell_quote(argv)}",
+                    resolution=f"Check that {self.name} is up and not overloaded, then run the "
+                    "task again (finished steps are skipped).",
                 ) from exc
             raise self._ssh_error(exc) from exc
         result = RunResult(

@@ -41,6 +41,9 @@ FROM_RESOLUTION = (
 class SnapError(AirgapError):
     """A snap that does not match its assertions, or cannot be fetched or read."""
 
+    default_resolution = ("Fetch it again with `invoke prepare` (a re-run keeps what verifies "
+                          "and downloads only what is missing or bad).")
+
 
 @dataclass(frozen=True)
 class FileDigests:

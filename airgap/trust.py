@@ -70,6 +70,12 @@ DIRECTLY_TRUSTED = frozenset(
 class TrustError(AirgapError):
     """An assertion whose signature chain does not verify up to the trusted root."""
 
+    default_resolution = (
+        "Download the snap and its .assert again on the connected side (`invoke prepare`); "
+        "for a brand store or the lab, pass that store's root account-key with "
+        "--trusted-root FILE."
+    )
+
 
 @dataclass(frozen=True)
 class PublicKey:

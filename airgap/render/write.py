@@ -57,7 +57,8 @@ def write_render(
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
     except OSError as exc:
-        raise AirgapError(f"{out}: cannot create the output directory ({exc.strerror})") from None
+        raise AirgapError(f"{out}: cannot create the output directory ({exc.strerror})",
+                          resolution="Choose an --out in a directory you can write to.") from None
     try:
         for rel, f in tree.items():
             target = tmp / rel
@@ -81,7 +82,9 @@ def write_render(
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise AirgapError(
-            f"{out}: cannot write the rendered files ({exc.strerror or exc})"
+            f"{out}: cannot write the rendered files ({exc.strerror or exc})",
+            resolution="Check the free space and permissions there, or choose another --out; "
+            "nothing was changed.",
         ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

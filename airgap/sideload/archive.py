@@ -33,6 +33,8 @@ OCI_LAYOUT_VERSION = "1.0.0"
 # Members up to this size are kept in memory (manifests, configs, index.json);
 # larger ones are only hashed.
 KEEP_LIMIT = 4 * 1024 * 1024
+_EXPORT_AGAIN = ("Export the archive again with `invoke sideload` (regctl image export), "
+                 "and copy it whole.")
 CHUNK = 1024 * 1024
 BLOCK = 512
 
@@ -147,7 +149,8 @@ class ArchiveContents:
 
 def _json(member: Member | None, what: str, path: Path) -> Any:
     if member is None or member.data is None:
-        raise AirgapError(f"{path}: {what} is missing or too large to be metadata")
+        raise AirgapError(f"{path}: {what} is missing or too large to be metadata",
+                          resolution=_EXPORT_AGAIN)
     try:
         return json.loads(member.data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -301,7 +304,8 @@ def _digest_in_path(p: str) -> str | None:
 def read_docker(path: Path, members: dict[str, Member]) -> ArchiveContents:
     manifest = _json(members.get("manifest.json"), "manifest.json", path)
     if not isinstance(manifest, list):
-        raise AirgapError(f"{path}: manifest.json is not a docker-archive manifest list")
+        raise AirgapError(f"{path}: manifest.json is not a docker-archive manifest list",
+                          resolution=_EXPORT_AGAIN)
     images: list[ImageEntry] = []
     used: set[str] = set()
     for item in manifest:

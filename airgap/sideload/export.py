@@ -109,7 +109,9 @@ def _build_single(
     for n, img in enumerate(images):
         desc = by_tag.get(f"img{n}")
         if desc is None:
-            raise AirgapError(f"regctl wrote no manifest for {img.ref.name} into {layout}")
+            raise AirgapError(f"regctl wrote no manifest for {img.ref.name} into {layout}",
+                              resolution="Run the export again with --debug to see regctl's "
+                              "output; check `invoke tools --check`.")
         manifests.append({
             "mediaType": desc["mediaType"],
             "digest": desc["digest"],

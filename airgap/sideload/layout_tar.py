@@ -29,7 +29,9 @@ def _copy_padded(src: BinaryIO, dst: BinaryIO, size: int) -> None:
     while left:
         chunk = src.read(min(CHUNK, left))
         if not chunk:
-            raise AirgapError(f"file shrank while being archived ({left} bytes short)")
+            raise AirgapError(f"file shrank while being archived ({left} bytes short)",
+                              resolution="Something changed the export while it was written; "
+                              "run `invoke sideload` again.")
         dst.write(chunk)
         left -= len(chunk)
     pad = -size % BLOCK

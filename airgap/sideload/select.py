@@ -72,7 +72,9 @@ def plan_platform(plan: Plan, platform: str | None) -> str:
         try:
             parse_platform(platform)
         except ValueError as exc:
-            raise AirgapError(f"--platform: {exc}") from None
+            raise AirgapError(f"--platform: {exc}",
+                              resolution="Give the nodes' platform as os/arch[/variant], e.g. "
+                              "--platform linux/arm64.") from None
         return platform
     if len(plan.platforms) != 1:
         raise AirgapError(

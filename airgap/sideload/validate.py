@@ -145,7 +145,8 @@ def validate_archive(
     """
     path = Path(path)
     if not path.is_file():
-        raise AirgapError(f"{path}: archive not found")
+        raise AirgapError(f"{path}: archive not found",
+                          resolution="Pass the .tar files `invoke sideload --out DIR` wrote.")
     if require_suffix and path.suffix != ".tar":
         raise AirgapError(
             f"{path}: the runtime imports only files named *.tar",
