@@ -4,15 +4,21 @@ One record per (mode, node, image) pull, the isolation evidence per node, the ne
 cases, whether the runtime was the real k8s snap or the stand-in, and the tool
 versions. With the real snap also the cluster (every node Ready, its kubelet version)
 and the workload pod per node (phase, image, the image ID kubelet recorded).
-Written as JSON (for machines) and Markdown that reads on its own.
+Written as JSON (for machines) and Markdown that reads on its own (a jinja2 template,
+lab/templates/e2e-report.md.j2).
 Pure: building and formatting only; the scenario does the I/O.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import jinja2
+
+MARKDOWN_TEMPLATE = "e2e-report.md.j2"
 
 
 @dataclass
@@ -159,88 +165,24 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def _fmt(value: Any, spec: str) -> str:
+    return format(value, spec)
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("lab", "templates"),
+        autoescape=False,  # Markdown, not HTML: cells are escaped by the `cell` filter
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(cell=_cell, size=_size, fmt=_fmt)
+    env.globals["float"] = float
+    return env
+
+
 def to_markdown(report: Report) -> str:
-    verdict = "PASSED" if report.ok else "FAILED"
-    out = [
-        f"# k8s-airgap lab proof: {verdict}",
-        "",
-        f"- Lab: `{report.lab}`, started {report.started}, took {report.seconds:.0f} s",
-        f"- Runtime on the nodes: **{report.runtime}**",
-    ]
-    if report.stand_in:
-        out.append(
-            "- The nodes ran the runtime stand-in (Debian's containerd as "
-            "`snap.k8s.containerd.service` at the snap's paths), because the `k8s` snap "
-            "cannot be downloaded here. This proves image access through each mode, not "
-            "the snap itself."
-        )
-    else:
-        out.append(
-            "- The nodes ran the **real k8s snap**, installed offline from the bundle on LXD "
-            "VMs: bootstrap, join, every node Ready, and a workload pod per node whose image "
-            "came through the mode, with no route to the internet."
-        )
-    if report.snaps:
-        out.append(f"- Snaps in the bundle: **{report.snaps}**")
-    out += [f"- {note}" for note in report.notes]
-    out.append(f"- Nodes: {', '.join(report.nodes)}")
-    out.append(f"- Images ({len(report.images)}): " + ", ".join(f"`{i}`" for i in report.images))
-    if report.tools:
-        out.append("- Tools: " + ", ".join(f"{k} {v}" for k, v in sorted(report.tools.items())))
-    out += ["", "## Modes", "", "| mode | result | pulls ok | time (s) |", "|---|---|---|---|"]
-    for mode in report.modes:
-        rows = [p for p in report.pulls if p.mode == mode]
-        good = sum(p.ok for p in rows)
-        secs = sum(p.seconds for p in rows)
-        result = "ok" if report.mode_ok(mode) else "FAILED"
-        out.append(_row(mode, result, f"{good}/{len(rows)}", f"{secs:.1f}"))
-    out += [
-        "",
-        "## Every image on every node, through the runtime's CRI (as kubelet would)",
-        "",
-        "| mode | node | image | result | digest | time (s) | bytes | detail |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for p in report.pulls:
-        out.append(
-            f"| {p.mode} | {p.node} | `{p.image}` | {'ok' if p.ok else 'FAILED'} | "
-            f"`{p.digest[:19]}` | {p.seconds:.2f} | {_size(p.bytes)} | {_cell(p.detail)} |"
-        )
-    if report.cluster:
-        out += ["", "## Cluster (`k8s kubectl get node -o json` after each mode's deploy)", "",
-                "| mode | node | Ready | kubelet | detail |", "|---|---|---|---|---|"]
-        for c in report.cluster:
-            out.append(_row(c.mode, c.node, "yes" if c.ready else "NO", c.version or "-",
-                            c.detail))
-    if report.pods:
-        out += ["", "## Workload pod per node (image pulled offline, IfNotPresent)", "",
-                "| mode | node | pod | image | phase | result | image ID | time (s) | detail |",
-                "|---|---|---|---|---|---|---|---|---|"]
-        for pod in report.pods:
-            out.append(_row(pod.mode, pod.node, pod.pod, f"`{pod.image}`", pod.phase,
-                            "ok" if pod.ok else "FAILED", f"`{pod.image_id}`",
-                            f"{pod.seconds:.1f}", pod.detail))
-    out += ["", "## Isolation", "", "| node | check | result | exit | evidence |",
-            "|---|---|---|---|---|"]
-    for i in report.isolation:
-        result = i.outcome or ("ok" if i.ok else "FAILED")
-        out.append(_row(i.node, i.check, result if i.ok else result.upper(),
-                        "-" if i.exit_code is None else str(i.exit_code), i.evidence))
-    out += [
-        "",
-        "## Negative cases (each must fail cleanly)",
-        "",
-        "| mode | case | failed as expected | time (s) | message |",
-        "|---|---|---|---|---|",
-    ]
-    for n in report.negatives:
-        out.append(_row(n.mode, n.case, "yes" if n.failed_as_expected else "NO",
-                        f"{n.seconds:.2f}", n.message))
-    if report.errors:
-        out += ["", "## Errors", ""] + [f"- {_cell(e)}" for e in report.errors]
-    if report.steps:
-        out += ["", "## Steps", "", "| step | seconds | detail |", "|---|---|---|"]
-        for s in report.steps:
-            out.append(f"| {_cell(str(s.get('step', '')))} | {float(s.get('seconds', 0)):.1f} | "
-                       f"{_cell(str(s.get('detail', '')))} |")
-    return "\n".join(out) + "\n"
+    """The report for a reader: lab/templates/e2e-report.md.j2."""
+    return _environment().get_template(MARKDOWN_TEMPLATE).render(report=report)
