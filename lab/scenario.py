@@ -67,7 +67,7 @@ import yaml
 from airgap import __version__, nodeset, sideload, tools
 from airgap import deploy as deploy_mod
 from airgap import mirror as mirror_mod
-from airgap.bundle import PrepareReport, load_trust, prepare_bundle, verify_bundle
+from airgap.bundle import Bundle, PrepareReport, load_trust, prepare_bundle, verify_bundle
 from airgap.config import (
     CLASSIC_HOSTS_DIR,
     CONTAINERD_UNIT,
@@ -84,8 +84,9 @@ from airgap.fileio import write_atomic
 from airgap.images import DOCKER_HUB, parse_image_ref
 from airgap.lock import ImageLock, read_lock
 from airgap.nodes import Node, RunResult
-from lab import host, lifecycle
+from lab import host, lifecycle, network, state
 from lab.lxd import TRANSPORTS, LXDNode, expose_unix_socket, wait_command, wait_until
+from lab.plandocs import plan_document
 from lab.report import (
     FAILED,
     NOT_CHECKED,
@@ -216,7 +217,7 @@ class Connected:
                     os.environ[k] = v
 
 
-def connected_side(st: lifecycle.LabState, spec: LabSpec, work: Path) -> Connected:
+def connected_side(st: state.LabState, spec: LabSpec, work: Path) -> Connected:
     """Behind the lab proxy, trusting the system CAs and the lab's CAs."""
     prx, reg = spec.member("proxy"), spec.member("registry")
     proxy = f"http://{prx.services}:{PROXY_PORT}"
@@ -238,10 +239,10 @@ def connected_side(st: lifecycle.LabState, spec: LabSpec, work: Path) -> Connect
 # --- plans -----------------------------------------------------------------------------
 
 
-def mode_plan(spec: LabSpec, st: lifecycle.LabState, work: Path, mode: Mode,
+def mode_plan(spec: LabSpec, st: state.LabState, work: Path, mode: Mode,
               workload: Path) -> Plan:
     """The lab's plan with access [mode] only, written to work/ for a reader to see."""
-    doc = lifecycle.plan_document(spec, Path(st.plan_file).parent)
+    doc = plan_document(spec, Path(st.plan_file).parent)
     doc["access"] = [mode.value]
     doc["images"] = {"files": [str(workload)]}
     doc["mirror"]["ca_file"] = st.ca_file
@@ -567,12 +568,12 @@ def prove(
     host.initialise(host.client())
     t0 = time.monotonic()
     started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if (lifecycle.LabState.read(lifecycle.state_dir(name, root)) is not None
+    if (state.LabState.read(state.state_dir(name, root)) is not None
             or host.client().projects.exists(LabSpec(name=name).project)):
         # Leftovers of an earlier run with this name (only then: down of a lab that was
         # never up would take the blackhole of whatever lab owns its default slot).
-        lifecycle.down(lifecycle.spec_from_state(name, root), root=root)
-    spec = LabSpec(name=name, nodes=nodes, slot=lifecycle.free_slot(slot),
+        lifecycle.down(state.spec_from_state(name, root), root=root)
+    spec = LabSpec(name=name, nodes=nodes, slot=network.free_slot(slot),
                    instance_type=InstanceType.auto,
                    upstream=Upstream.internet if k8s_snap else Upstream.simulated,
                    runtime=Runtime.k8s_snap if k8s_snap else Runtime.stand_in)
@@ -652,13 +653,13 @@ def _run(spec: LabSpec, report: Report, steps: _Steps, work: Path, root: Path | 
         row["detail"] = (", ".join(f"{p.snap.name}={p.snap.revision} ({p.action})"
                                    for p in prep.snaps)
                          + f"; {len(prep.lock.images)} images {prep.images_action}")
-    lock = read_lock(bundle / "images.lock")
+    lock = read_lock(Bundle(bundle).lock)
     report.images = [i.ref.name for i in lock.images]
     platform = plan_platform(base_plan, None)
     with steps.step("sideload export into the bundle (regctl, through the proxy)") as row, \
             connected.active():
         archives = export_images(select_images(lock.refs(), platform, lock=lock),
-                                 bundle / "images", platform)
+                                 Bundle(bundle).images_dir, platform)
         row["detail"] = f"{len(archives)} archives, {sum(a.size for a in archives)} bytes"
     with steps.step("prepare again (manifest lists the archives), verify") as row, \
             connected.active():
@@ -964,18 +965,18 @@ def _run_real(spec: LabSpec, report: Report, steps: _Steps, work: Path, root: Pa
         prep = prepare_bundle(base_plan, bundle, trust=trust)
         row["detail"] = _snap_summary(prep) + f"; {len(prep.lock.images)} images"
     report.snaps = f"{REAL_SNAPS}: {_snap_summary(prep)}"
-    lock = read_lock(bundle / "images.lock")
+    lock = read_lock(Bundle(bundle).lock)
     report.images = [i.ref.name for i in lock.images]
     workload_locked = [i.ref.name for i in lock.images if i.source == "workload"]
     if not workload_locked:
-        raise AirgapError(f"{bundle / 'images.lock'}: no workload image to run a pod with",
+        raise AirgapError(f"{Bundle(bundle).lock}: no workload image to run a pod with",
                           resolution="Give the lab a Docker Hub workload image (images).")
     image = workload_locked[0]
     platform = sideload.plan_platform(base_plan, None)
     with steps.step("sideload export into the bundle (regctl, through the proxy)") as row, \
             connected.active():
         archives = sideload.export_images(
-            sideload.select_images(lock.refs(), platform, lock=lock), bundle / "images",
+            sideload.select_images(lock.refs(), platform, lock=lock), Bundle(bundle).images_dir,
             platform)
         row["detail"] = f"{len(archives)} archives"
     with steps.step("prepare again (manifest lists the archives), verify") as row, \

@@ -118,10 +118,10 @@ def up(c: Context, name: str = "lab", nodes: int = 2, slot: int = 0,
 def down(c: Context, name: str = "lab", slot: int = NO_SLOT, debug: bool = False) -> None:
     """Remove the lab: instances, project, images, bridges, firewall rules, blackhole route."""
     configure_logging(debug)
-    from lab import lifecycle
+    from lab import lifecycle, state
 
     with user_errors():
-        spec = lifecycle.spec_from_state(name, slot=_slot(slot))
+        spec = state.spec_from_state(name, slot=_slot(slot))
         res = lifecycle.down(spec, progress=_say)
     out.print(f"lab.down took {res.seconds:.1f} s: " + (", ".join(res.removed) or "nothing left"))
 
@@ -133,10 +133,10 @@ def status(c: Context, name: str = "lab", slot: int = NO_SLOT,
            debug: bool = False) -> None:
     """Show the lab's instances, their roles, addresses and services."""
     configure_logging(debug)
-    from lab import lifecycle
+    from lab import lifecycle, state
 
     with user_errors():
-        spec = lifecycle.spec_from_state(name, slot=_slot(slot))
+        spec = state.spec_from_state(name, slot=_slot(slot))
         st, rows = lifecycle.status(spec)
     if not rows:
         out.print(f"lab {name}: not up (no project {spec.project})")
@@ -162,10 +162,10 @@ def shell(c: Context, instance: str, name: str = "lab") -> None:
         out.print("Usage: invoke lab.shell INSTANCE [--name LAB]\n\n  Open a shell in a lab "
                   "instance: registry, proxy, upstream, bastion or node-N (see lab.status).")
         return
-    from lab import lifecycle
+    from lab import lifecycle, state
 
     with user_errors():
-        spec = lifecycle.spec_from_state(name)
+        spec = state.spec_from_state(name)
         rc = lifecycle.shell(spec, instance)
     if rc:
         raise Exit(code=rc)

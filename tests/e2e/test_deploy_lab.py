@@ -36,7 +36,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     require_root()
     require_binary("lxd")
     require_binary("debootstrap")
-    from lab import host, lifecycle
+    from lab import host, lifecycle, network
     from lab.topology import LabSpec
 
     if not host.lxd_answers():
@@ -45,7 +45,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     host.initialise(host.client())
     root = tmp_path_factory.mktemp("lab")
     lifecycle.down(LabSpec(name=LAB, nodes=2, slot=SLOT), root=root)  # leftovers
-    spec = LabSpec(name=LAB, nodes=2, slot=lifecycle.free_slot(SLOT))
+    spec = LabSpec(name=LAB, nodes=2, slot=network.free_slot(SLOT))
     try:
         result = lifecycle.up(spec, root=root)
         yield Lab(result.plan, root)

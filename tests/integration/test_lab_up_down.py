@@ -74,13 +74,13 @@ def lxd() -> None:
 
 def test_lab_two_nodes_isolated_and_down_leaves_nothing(lxd: None, tmp_path: Path) -> None:
     from airgap.config import Transport, load_plan
-    from lab import lifecycle
+    from lab import lifecycle, network, state
     from lab.lxd import LXDNode
     from lab.topology import LabSpec
 
     # Leftovers of an interrupted earlier run (its slot read back from its bridge).
-    lifecycle.down(lifecycle.spec_from_state(LAB, root=tmp_path), root=tmp_path)
-    spec = LabSpec(name=LAB, nodes=2, slot=lifecycle.free_slot(PREFERRED_SLOT))
+    lifecycle.down(state.spec_from_state(LAB, root=tmp_path), root=tmp_path)
+    spec = LabSpec(name=LAB, nodes=2, slot=network.free_slot(PREFERRED_SLOT))
     before = snapshot()
     try:
         res = lifecycle.up(spec, root=tmp_path)
@@ -189,18 +189,18 @@ def test_lab_two_nodes_isolated_and_down_leaves_nothing(lxd: None, tmp_path: Pat
 
 def test_lab_down_cleans_a_half_built_lab(lxd: None, tmp_path: Path) -> None:
     """up interrupted after the project and one bridge: down still removes everything."""
-    from lab import host, lifecycle
+    from lab import host, instances, lifecycle, network, state
     from lab.topology import LabSpec
 
-    lifecycle.down(lifecycle.spec_from_state("ithalf", root=tmp_path), root=tmp_path)
-    spec = LabSpec(name="ithalf", nodes=1, slot=lifecycle.free_slot(PREFERRED_SLOT + 1))
+    lifecycle.down(state.spec_from_state("ithalf", root=tmp_path), root=tmp_path)
+    spec = LabSpec(name="ithalf", nodes=1, slot=network.free_slot(PREFERRED_SLOT + 1))
     before = snapshot()
     host.add_blackhole(spec)
     host.add_rules(spec)
-    lifecycle.ensure_project(spec)
+    instances.ensure_project(spec)
     c = host.client()
     c.networks.create(spec.airgap_bridge, type="bridge",
-                      config=lifecycle.bridge_config(spec, spec.airgap_bridge))
+                      config=network.bridge_config(spec, spec.airgap_bridge))
     mid = snapshot()
     assert spec.project in mid["projects"] and spec.airgap_bridge in mid["networks"]
     assert any(spec.firewall_tag in r for r in mid["iptables"])

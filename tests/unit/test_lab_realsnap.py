@@ -26,8 +26,8 @@ from airgap.errors import AirgapError
 from airgap.images import parse_image_ref
 from airgap.lock import ImageLock, LockedImage, write_lock
 from airgap.nodes import RunResult
-from lab import host, lifecycle, scenario
-from lab.lifecycle import (
+from lab import host, lifecycle, network, scenario, state
+from lab.instances import (
     VM_NODE_CPUS,
     VM_NODE_IMAGE,
     VM_NODE_INTERFACE,
@@ -36,8 +36,8 @@ from lab.lifecycle import (
     choose_instance_types,
     instance_config,
     instance_source,
-    plan_document,
 )
+from lab.plandocs import plan_document
 from lab.topology import K8S_SNAP_LABEL, InstanceType, LabSpec, Runtime, Upstream
 
 SERVER = "https://images.example.invalid/releases"
@@ -228,14 +228,14 @@ def fakes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     client = SimpleNamespace(projects=SimpleNamespace(exists=lambda p: False),
                              host_info={"environment": {"server_version": "5.0.2"}})
     monkeypatch.setattr(host, "client", lambda project=None: client)
-    monkeypatch.setattr(lifecycle, "free_slot", lambda slot=0: slot)
+    monkeypatch.setattr(network, "free_slot", lambda slot=0: slot)
 
     def up(spec: LabSpec, *, root: Any = None, image_server: str | None = None,
            progress: Any = None) -> Any:
         rec["up"] = (spec, image_server)
         plan_dir = tmp_path / "lab"
         plan_dir.mkdir(exist_ok=True)
-        st = lifecycle.LabState(
+        st = state.LabState(
             name=spec.name, slot=spec.slot, project=spec.project, bridges={}, subnets={},
             instance_type="container", instance_type_reason="nodes: VMs for the real k8s snap",
             upstream=spec.upstream.value, image_alias="x", stand_in=not spec.real_snap,

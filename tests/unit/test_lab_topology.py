@@ -15,7 +15,9 @@ from airgap.images import parse_image_ref
 from lab import host
 from lab.ca import LabCA
 from lab.image import Recipe, metadata_yaml
-from lab.lifecycle import bridge_config, choose_instance_type, instance_config, plan_document
+from lab.instances import choose_instance_type, instance_config
+from lab.network import bridge_config
+from lab.plandocs import plan_document
 from lab.roles import RoleContext, hosts_file, resolv_conf
 from lab.roles.proxy import squid_conf
 from lab.roles.registry import registry_config
