@@ -21,10 +21,11 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from airgap.config import Plan, mirror_ca_pem, mirror_credentials
 from airgap.errors import AirgapError, PlanError
-from airgap.images import ImageRef
+from airgap.images import ImageRef, upstream_server
 from airgap.mediatypes import MANIFEST_ACCEPT, is_index
 from airgap.platforms import parse_platform, platform_matches
 from airgap.render.sync import RegistryAccess
@@ -409,6 +410,11 @@ class RegistryClient:
         self._drop()
 
 
+def api_host(registry: str) -> str:
+    """The host that serves ``registry``'s /v2/ API: registry-1.docker.io for docker.io."""
+    return urlsplit(upstream_server(registry)).netloc
+
+
 def mirror_client(plan: Plan) -> RegistryClient:
     """A client for the plan's mirror with its CA and the credentials the plan names."""
     if plan.mirror is None:
@@ -432,9 +438,13 @@ def mirror_client(plan: Plan) -> RegistryClient:
 
 
 def upstream_client(access: RegistryAccess) -> RegistryClient:
-    """A client for an upstream registry; upstreams are read without credentials."""
+    """A client for an upstream registry; upstreams are read without credentials.
+
+    Docker Hub's API is not at docker.io but at registry-1.docker.io (as containerd and
+    regclient know); every other registry answers at its own name.
+    """
     return RegistryClient(
-        access.host, tls=access.tls != "disabled", ca_pem=access.ca_pem,
+        api_host(access.host), tls=access.tls != "disabled", ca_pem=access.ca_pem,
         insecure=access.tls == "insecure", label=f"upstream {access.host}",
         ca_hint=f"Give the CA of {access.host} (--upstream-ca).",
         credentials_hint=f"upstream {access.host} requires a login, and upstreams are read "

@@ -107,3 +107,13 @@ def test_unreachable_registry() -> None:
 
     client = Down("reg.example:5000", tls=False, label="the mirror")
     assert resolution_of(client.ping).startswith("Start the mirror")
+
+
+def test_docker_hub_is_asked_at_its_api_host_not_at_docker_io() -> None:
+    # The lab's upstream answers to every Docker Hub name, so only this test can tell.
+    from airgap.registry import api_host, upstream_client
+    from airgap.render.sync import RegistryAccess
+
+    assert upstream_client(RegistryAccess("docker.io")).url == "https://registry-1.docker.io"
+    assert upstream_client(RegistryAccess("ghcr.io")).url == "https://ghcr.io"
+    assert api_host("127.0.0.1:5000") == "127.0.0.1:5000"
