@@ -6,7 +6,7 @@ versions. With the real snap also the cluster (every node Ready, its kubelet ver
 and the workload pod per node (phase, image, the image ID kubelet recorded).
 Written as JSON (for machines) and Markdown that reads on its own (a jinja2 template,
 lab/templates/e2e-report.md.j2).
-Pure: building and formatting only; the scenario does the I/O.
+Pure: building and formatting only; the proof (lab/proof) does the I/O.
 """
 
 from __future__ import annotations

@@ -186,12 +186,12 @@ def prove(c: Context, nodes: int = 2, keep: bool = False, out: str = "reports",
     configure_logging(debug)
     from pathlib import Path
 
-    from lab import scenario
+    from lab import proof
 
     t0 = time.monotonic()
     with user_errors():
-        report = scenario.prove(name=name, nodes=int(nodes), out=Path(out), keep=keep,
-                                k8s_snap=k8s_snap, progress=_say, slot=int(slot))
+        report = proof.prove(name=name, nodes=int(nodes), out=Path(out), keep=keep,
+                             k8s_snap=k8s_snap, progress=_say, slot=int(slot))
     t = Table(title=f"lab proof: {'PASSED' if report.ok else 'FAILED'}")
     for col in ("mode", "pulls ok", "negative case", "failed as expected"):
         t.add_column(col)

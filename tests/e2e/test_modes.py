@@ -39,14 +39,15 @@ def proof(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     require_root()
     for tool in ("lxd", "debootstrap", "mksquashfs", "curl"):
         require_binary(tool)
-    from lab import host, scenario
+    from lab import host
+    from lab.proof import prove
 
     if not host.lxd_answers():
         host.setup_host()
     need(host.lxd_answers(), "LXD is not running (invoke lab.host)")
     out = Path(os.environ.get("K8S_AIRGAP_E2E_REPORT_DIR") or tmp_path_factory.mktemp("report"))
     t0 = time.monotonic()
-    report = scenario.prove(
+    report = prove(
         name=LAB, nodes=2, out=out, k8s_snap=False,
         root=tmp_path_factory.mktemp("lab"), slot=SLOT,
         progress=lambda m: print(f"{time.monotonic() - t0:6.1f} s  {m}", flush=True),
@@ -136,8 +137,8 @@ def test_nodes_cannot_reach_the_upstream_directly(proof: Proof) -> None:
 
 
 def test_negative_cases_fail_cleanly(proof: Proof) -> None:
+    from lab.proof import MISSING_IMAGE
     from lab.report import Report
-    from lab.scenario import MISSING_IMAGE
 
     r = proof.report
     assert isinstance(r, Report)
@@ -167,13 +168,13 @@ def test_report_files(proof: Proof) -> None:
 def test_k8s_snap_is_refused_where_it_cannot_run() -> None:
     """Never pretend: without snapd/Store access or VMs, --k8s-snap stops and says why."""
     from airgap.errors import AirgapError
-    from lab import scenario
+    from lab import proof
 
-    blockers = scenario.full_proof_blockers()
+    blockers = proof.full_proof_blockers()
     if not blockers:
         pytest.skip("this machine could run the full proof (--k8s-snap)")
     with pytest.raises(AirgapError, match="--k8s-snap: the full proof") as info:
-        scenario.prove(name="e2eks", k8s_snap=True, out=Path("/nonexistent"))
+        proof.prove(name="e2eks", k8s_snap=True, out=Path("/nonexistent"))
     assert blockers[0] in str(info.value)
 
 
@@ -185,12 +186,12 @@ def test_full_proof_with_the_real_k8s_snap(request: pytest.FixtureRequest,
     then fails, as asked for: it was requested explicitly)."""
     if not request.config.getoption("--k8s-snap"):
         pytest.skip("opt-in: pass --k8s-snap on a host with Snap Store access and LXD VMs")
-    from lab import scenario
+    from lab import proof
     from lab.report import Report
 
     out = Path(os.environ.get("K8S_AIRGAP_E2E_REPORT_DIR") or tmp_path_factory.mktemp("report"))
-    r = scenario.prove(name="e2esnp", nodes=2, out=out, k8s_snap=True,
-                       root=tmp_path_factory.mktemp("lab"), slot=SLOT)
+    r = proof.prove(name="e2esnp", nodes=2, out=out, k8s_snap=True,
+                    root=tmp_path_factory.mktemp("lab"), slot=SLOT)
     assert isinstance(r, Report)
     assert r.errors == [], r.errors
     assert not r.stand_in and r.real_snap, r.runtime

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from airgap.nodes import RunResult
-from lab import scenario
-from lab.report import FAILED, NOT_CHECKED, PROVED, Report, to_markdown
+from lab import proof
+from lab.report import FAILED, NOT_CHECKED, PROVED, IsolationRecord, Report, to_markdown
 from lab.topology import LabSpec
 from tests.support.fakes import FakeNode, Responder
 
@@ -36,12 +36,12 @@ def isolated_node() -> FakeNode:
     return node
 
 
-def by_check(rows: list[scenario.IsolationRecord]) -> dict[str, scenario.IsolationRecord]:
+def by_check(rows: list[IsolationRecord]) -> dict[str, IsolationRecord]:
     return {r.check.split(": ", 1)[1].split(" 1")[0]: r for r in rows}
 
 
 def test_an_isolated_node_proves_every_check_with_its_raw_evidence() -> None:
-    rows = scenario.isolation_checks(isolated_node(), SPEC, "before deploy")
+    rows = proof.isolation_checks(isolated_node(), SPEC, "before deploy")
     assert [r.outcome for r in rows] == [PROVED] * 4
     assert all(r.ok for r in rows)
     got = by_check(rows)
@@ -56,7 +56,7 @@ def test_a_missing_tool_is_could_not_check_and_fails_the_proof(tool: str) -> Non
     # LXDNode runs every command under `timeout`, which exits 127 for a missing one.
     node.on(tool, answer=answer([tool], 127,
                                 err=f"timeout: failed to run command '{tool}': No such file"))
-    rows = scenario.isolation_checks(node, SPEC, "before deploy")
+    rows = proof.isolation_checks(node, SPEC, "before deploy")
     bad = [r for r in rows if r.command.startswith(tool)]
     assert bad and all(r.outcome == NOT_CHECKED and not r.ok for r in bad)
     assert all("not installed: this proves nothing" in r.evidence for r in bad)
@@ -75,7 +75,7 @@ def test_getent_exit_codes_are_read_exactly(code: int, outcome: str) -> None:
     node = isolated_node()
     node.on("getent", answer=answer(["getent"], code, out="140.82.1.1 ghcr.io" if code == 0
                                     else ""))
-    row = scenario.isolation_checks(node, SPEC, "after deploy")[0]
+    row = proof.isolation_checks(node, SPEC, "after deploy")[0]
     assert (row.outcome, row.ok, row.exit_code) == (outcome, False, code)
 
 
@@ -84,7 +84,7 @@ def test_a_route_via_a_gateway_and_a_connect_fail_the_proof() -> None:
     node.on("ip", answer=answer(["ip"], 0, out=f"{UPSTREAM} via 10.9.0.1 dev eth0 src x"))
     node.on("curl", "-sS", "-o", "/dev/null", "--max-time",
             answer=answer(["curl"], 60, err="curl: (60) SSL certificate problem"))
-    got = by_check(scenario.isolation_checks(node, SPEC, "before deploy"))
+    got = by_check(proof.isolation_checks(node, SPEC, "before deploy"))
     route = next(r for k, r in got.items() if k.startswith("route"))
     assert route.outcome == FAILED
     # exit 60: TLS was reached, so the direct path is open
@@ -95,7 +95,7 @@ def test_a_dead_upstream_makes_the_control_could_not_check() -> None:
     node = isolated_node()
     node.on("curl", "-sS", "-o", "/dev/null", "-w",
             answer=answer(["curl"], 56, out="000", err="curl: (56) CONNECT tunnel failed"))
-    rows = scenario.isolation_checks(node, SPEC, "before deploy")
+    rows = proof.isolation_checks(node, SPEC, "before deploy")
     control = rows[-1]
     assert control.check.endswith("control: ghcr.io through the proxy")
     assert (control.outcome, control.ok) == (NOT_CHECKED, False)

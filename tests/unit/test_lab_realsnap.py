@@ -26,7 +26,7 @@ from airgap.errors import AirgapError
 from airgap.images import parse_image_ref
 from airgap.lock import ImageLock, LockedImage, write_lock
 from airgap.nodes import RunResult
-from lab import host, lifecycle, network, scenario, state
+from lab import host, lifecycle, network, proof, state
 from lab.instances import (
     VM_NODE_CPUS,
     VM_NODE_IMAGE,
@@ -38,6 +38,7 @@ from lab.instances import (
     instance_source,
 )
 from lab.plandocs import plan_document
+from lab.proof import connected, realsnap_proof
 from lab.topology import K8S_SNAP_LABEL, InstanceType, LabSpec, Runtime, Upstream
 
 SERVER = "https://images.example.invalid/releases"
@@ -221,8 +222,8 @@ def fakes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
                            "waiting": ""}
     ca = tmp_path / "ca.crt"
     ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
-    monkeypatch.setenv(scenario.IMAGE_SERVER_ENV, SERVER)
-    monkeypatch.setattr(scenario, "full_proof_blockers", lambda: [])
+    monkeypatch.setenv(proof.IMAGE_SERVER_ENV, SERVER)
+    monkeypatch.setattr(realsnap_proof, "full_proof_blockers", lambda: [])
     monkeypatch.setattr(host, "lxd_answers", lambda *a: True)
     monkeypatch.setattr(host, "initialise", lambda c: [])
     client = SimpleNamespace(projects=SimpleNamespace(exists=lambda p: False),
@@ -257,12 +258,13 @@ def fakes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
                                action="downloaded")
         return SimpleNamespace(snaps=[snap], lock=the_lock())
 
-    monkeypatch.setattr(scenario, "prepare_bundle", prepare)
-    monkeypatch.setattr(scenario, "verify_bundle", lambda b, **kw: SimpleNamespace(rows=[1, 2]))
+    monkeypatch.setattr(connected, "prepare_bundle", prepare)
+    monkeypatch.setattr(realsnap_proof, "verify_bundle",
+                        lambda b, **kw: SimpleNamespace(rows=[1, 2]))
     monkeypatch.setattr(sideload, "export_images", lambda images, out, platform: [])
-    monkeypatch.setattr(scenario.mirror_mod, "mirror_images",
+    monkeypatch.setattr(connected.mirror_mod, "mirror_images",
                         lambda plan, refs, lock=None: SimpleNamespace(images=refs))
-    monkeypatch.setattr(scenario, "isolation_checks", lambda node, spec, when: [])
+    monkeypatch.setattr(realsnap_proof, "isolation_checks", lambda node, spec, when: [])
     monkeypatch.setattr(tools, "find_tool", lambda name: Path(f"/x/{name}"))
     monkeypatch.setattr(tools, "tool_version", lambda p: "v0.11.7")
 
@@ -277,7 +279,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
         rec["deploy"].append(([m.value for m in plan.access], sorted(nodes), kw))
         return rec.get("deploy_fn", deploy)(plan, nodes, bundle, **kw)  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(scenario.deploy_mod, "deploy", fake_deploy)
+    monkeypatch.setattr(realsnap_proof.deploy_mod, "deploy", fake_deploy)
     return rec
 
 
@@ -287,7 +289,7 @@ def kubectl_calls(rec: dict[str, Any]) -> list[tuple[str, list[str]]]:
 
 def test_full_proof_sequence_and_report(fakes: dict[str, Any], tmp_path: Path) -> None:
     out = tmp_path / "out"
-    report = scenario.prove(name="real", nodes=2, out=out, k8s_snap=True, root=tmp_path)
+    report = proof.prove(name="real", nodes=2, out=out, k8s_snap=True, root=tmp_path)
     assert report.errors == [], report.errors
 
     spec, server = fakes["up"]
@@ -349,7 +351,7 @@ def test_full_proof_sequence_and_report(fakes: dict[str, Any], tmp_path: Path) -
 
 def test_a_skipped_snap_step_fails_the_proof(fakes: dict[str, Any], tmp_path: Path) -> None:
     fakes["deploy_fn"] = real_report(ok_steps=False)
-    report = scenario.prove(name="real", out=tmp_path / "out", k8s_snap=True, root=tmp_path)
+    report = proof.prove(name="real", out=tmp_path / "out", k8s_snap=True, root=tmp_path)
     assert not report.ok
     assert any("snaps: skipped" in e and "did not bring the real snap up" in e
                for e in report.errors), report.errors
@@ -360,7 +362,7 @@ def test_a_skipped_snap_step_fails_the_proof(fakes: dict[str, Any], tmp_path: Pa
 def test_a_pod_whose_image_cannot_be_pulled_fails_fast(fakes: dict[str, Any],
                                                        tmp_path: Path) -> None:
     fakes["pod"], fakes["waiting"] = "Pending", "ErrImagePull"
-    report = scenario.prove(name="real", out=tmp_path / "out", k8s_snap=True, root=tmp_path)
+    report = proof.prove(name="real", out=tmp_path / "out", k8s_snap=True, root=tmp_path)
     assert not report.ok
     bad = [p for p in report.pods if not p.ok]
     assert bad and all("ErrImagePull" in p.detail for p in bad)
@@ -375,8 +377,8 @@ def test_pod_wait_has_a_deadline() -> None:
     def sleep(s: float) -> None:
         now[0] += s
 
-    pod = scenario.run_workload_pod(node, Mode.proxy, "node-1", "node-1", BUSYBOX,
-                                    timeout=30, poll=10, sleep=sleep, clock=lambda: now[0])
+    pod = proof.run_workload_pod(node, Mode.proxy, "node-1", "node-1", BUSYBOX,
+                                 timeout=30, poll=10, sleep=sleep, clock=lambda: now[0])
     assert not pod.ok and pod.phase == "Pending" and "phase Pending" in pod.detail
     assert now[0] == 30
     assert log[-1][1][2:5] == ["delete", "pod", "airgap-proof-node-1"]
@@ -388,7 +390,7 @@ def test_deploy_problems_name_every_skip_and_missing_step() -> None:
     nr.add("snaps", StepStatus.skipped, "runtime stand-in")
     nr.add("join", StepStatus.skipped, "runtime stand-in")
     nr.stand_in = True
-    problems = scenario.real_deploy_problems(DeployReport([nr]))
+    problems = proof.real_deploy_problems(DeployReport([nr]))
     text = "; ".join(problems)
     assert "stand-in is present" in text
     for step in ("transfer", "snaps", "join"):
@@ -398,7 +400,7 @@ def test_deploy_problems_name_every_skip_and_missing_step() -> None:
 
 def test_k8s_snap_still_refuses_here_without_touching_anything(monkeypatch: pytest.MonkeyPatch
                                                                ) -> None:
-    monkeypatch.setattr(scenario, "full_proof_blockers", lambda: [
+    monkeypatch.setattr(realsnap_proof, "full_proof_blockers", lambda: [
         "there is no `snap` command (snapd)", "LXD cannot run VMs here (no vhost-vsock)",
         "K8S_AIRGAP_IMAGE_SERVER is not set"])
 
@@ -408,7 +410,7 @@ def test_k8s_snap_still_refuses_here_without_touching_anything(monkeypatch: pyte
     monkeypatch.setattr(lifecycle, "up", never)
     monkeypatch.setattr(host, "lxd_answers", never)
     with pytest.raises(AirgapError) as info:
-        scenario.prove(k8s_snap=True)
+        proof.prove(k8s_snap=True)
     text = str(info.value)
     for blocker in ("`snap` command", "cannot run VMs", "K8S_AIRGAP_IMAGE_SERVER"):
         assert blocker in text

@@ -12,7 +12,8 @@ from airgap.config import Mode
 from airgap.errors import AirgapError
 from airgap.images import parse_image_ref
 from airgap.lock import ImageLock, LockedImage
-from lab import scenario
+from lab import proof
+from lab.proof import realsnap_proof
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -28,19 +29,19 @@ def lock() -> ImageLock:
 
 
 def test_pulls_by_tag_expect_the_locked_digest_sideload_the_platform_manifest() -> None:
-    pulled = scenario.expected_digests(lock(), Mode.proxy, "linux/amd64")
+    pulled = proof.expected_digests(lock(), Mode.proxy, "linux/amd64")
     assert pulled == {"ghcr.io/canonical/coredns:1.11.1-ck4": "sha256:" + "a" * 64,
                       "docker.io/library/busybox:1.36": "sha256:" + "c" * 64}
-    assert scenario.expected_digests(lock(), Mode.mirror, "linux/amd64") == pulled
-    side = scenario.expected_digests(lock(), Mode.sideload, "linux/amd64")
+    assert proof.expected_digests(lock(), Mode.mirror, "linux/amd64") == pulled
+    side = proof.expected_digests(lock(), Mode.sideload, "linux/amd64")
     assert side["ghcr.io/canonical/coredns:1.11.1-ck4"] == "sha256:" + "b" * 64
     assert side["docker.io/library/busybox:1.36"] == "sha256:" + "c" * 64
 
 
 def test_connected_side_sets_env_refuses_upstream_names_and_restores() -> None:
-    conn = scenario.Connected({"HTTPS_PROXY": "http://10.213.1.3:3128",
-                               "K8S_AIRGAP_UNIT_MARKER": "1"}, ("ghcr.io",),
-                              "http://10.213.1.3:3128")
+    conn = proof.Connected({"HTTPS_PROXY": "http://10.213.1.3:3128",
+                            "K8S_AIRGAP_UNIT_MARKER": "1"}, ("ghcr.io",),
+                           "http://10.213.1.3:3128")
     before = os.environ.get("HTTPS_PROXY")
     real = socket.getaddrinfo
     with conn.active():
@@ -54,10 +55,10 @@ def test_connected_side_sets_env_refuses_upstream_names_and_restores() -> None:
 
 
 def test_k8s_snap_refusal_names_every_blocker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scenario, "full_proof_blockers",
+    monkeypatch.setattr(realsnap_proof, "full_proof_blockers",
                         lambda: ["there is no `snap` command", "LXD cannot run VMs here"])
     with pytest.raises(AirgapError) as info:
-        scenario.prove(k8s_snap=True)
+        proof.prove(k8s_snap=True)
     text = str(info.value)
     assert text.startswith("--k8s-snap: the full proof with the real k8s snap cannot run")
     assert "no `snap` command" in text and "cannot run VMs" in text

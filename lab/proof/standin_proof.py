@@ -1,0 +1,350 @@
+"""The three image-access modes, end to end in a fresh lab, with their assertions.
+
+`invoke lab.prove` and `nox -s e2e` both call :func:`prove`. It brings a lab up,
+prepares a bundle with the product's own code, and then for each mode (proxy,
+mirror, sideload), on a clean runtime, configures every node with `deploy` and
+pulls every image of images.lock through the node's CRI socket, as kubelet would.
+It shows that the nodes cannot reach the upstream directly, runs one negative case
+per mode, writes the report (Markdown and JSON) and brings the lab down, also on
+failure. The connected side (lab/proof/connected.py) is this machine behind the
+lab's proxy.
+
+The k8s snap cannot be downloaded here: the bundle holds stand-in snaps built by
+lab/standin.py and signed by a lab authority, which prepare and verify check
+exactly as they check Canonical's; the nodes run the lab's runtime stand-in. The
+report says so. ``prove(k8s_snap=True)`` runs the full proof with the real snap
+instead (lab/proof/realsnap_proof.py), and never falls back to the stand-in.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+
+from airgap import __version__, nodeset, sideload, tools
+from airgap import deploy as deploy_mod
+from airgap.bundle import Bundle, load_trust, verify_bundle
+from airgap.config import CLASSIC_HOSTS_DIR, CONTAINERD_UNIT, PROXY_DROPIN, SIDELOAD_DIR, Mode
+from airgap.cri import CRIClient
+from airgap.errors import AirgapError
+from airgap.fanout import fan_out, fan_out_by
+from airgap.fileio import write_atomic
+from airgap.images import DOCKER_HUB, parse_image_ref
+from airgap.lock import read_lock
+from airgap.nodes import Node
+from lab import host, lifecycle, network, state
+from lab.lxd import TRANSPORTS, LXDNode, expose_unix_socket, wait_command, wait_until
+from lab.plandocs import mode_plan
+from lab.proof import realsnap_proof
+from lab.proof.connected import connected_side
+from lab.proof.evidence import (
+    MISSING_IMAGE,
+    expected_digests,
+    isolation_checks,
+    negative_mirror_miss,
+    negative_proxy_down,
+    negative_unnamed_archive,
+    proxy_log_evidence,
+)
+from lab.proof.steps import MODES, Progress, Steps, quiet
+from lab.report import PullRecord, Report, to_json, to_markdown
+from lab.standin import Authority, make_snap_set
+from lab.topology import PROXY_PORT, InstanceType, LabSpec, Runtime, Upstream
+
+log = logging.getLogger(__name__)
+
+STAND_IN_SNAPS = ("stand-in snaps, signed by a lab authority: the real k8s snap could not "
+                  "be downloaded here")
+REPORT_STEM = "e2e-report"
+CRI_READY_TIMEOUT = 60.0
+
+RESET_SCRIPT = f"""set -e
+systemctl stop {CONTAINERD_UNIT}.service
+rm -rf {CLASSIC_HOSTS_DIR} /var/lib/containerd
+rm -f {PROXY_DROPIN} {SIDELOAD_DIR}/*.tar {SIDELOAD_DIR}/*.tar.loaded
+mkdir -p {CLASSIC_HOSTS_DIR} {SIDELOAD_DIR}
+systemctl daemon-reload
+systemctl start {CONTAINERD_UNIT}.service
+"""
+
+
+def reset_runtime(node: LXDNode) -> None:
+    """A clean stand-in runtime: no registry config, no proxy, no images, no content."""
+    node.run(["sh", "-c", RESET_SCRIPT], timeout=120)
+    wait_command(node, ["ctr", "version"], f"{CONTAINERD_UNIT} after the reset",
+                 timeout=CRI_READY_TIMEOUT)
+
+
+def _cri_ready(sock: Path) -> None:
+    def answers() -> bool:
+        try:
+            with CRIClient(sock, timeout=5) as cri:
+                cri.version()
+            return True
+        except AirgapError:
+            return False
+
+    wait_until(f"the CRI on {sock}", answers, timeout=CRI_READY_TIMEOUT)
+
+
+def pull_every_image(mode: Mode, node: str, sock: Path, expected: Mapping[str, str],
+                     recorded: Mapping[str, str] | None = None) -> list[PullRecord]:
+    """Every image through the CRI; side-loaded ones by ImageStatus (no pull: the node
+    has neither a proxy nor a mirror, and kubelet's IfNotPresent asks ImageStatus).
+
+    An imported image has no repo digest in the CRI (containerd records only the
+    name); its digest is the one the runtime's image store holds (``recorded``, from
+    ``ctr -n k8s.io images ls``), which is what the side-load confirmation reads too.
+    """
+    rows = []
+    with CRIClient(sock) as cri:
+        for image, want in expected.items():
+            t = time.monotonic()
+            try:
+                if mode is not Mode.sideload:
+                    cri.pull_image(image)
+                status = cri.image_status(image)
+            except AirgapError as exc:
+                rows.append(PullRecord(mode.value, node, image, False, expected=want,
+                                       seconds=time.monotonic() - t,
+                                       detail=exc.brief))
+                continue
+            secs = time.monotonic() - t
+            if status is None:
+                rows.append(PullRecord(mode.value, node, image, False, expected=want,
+                                       seconds=secs, detail="not in the runtime"))
+                continue
+            if mode is Mode.sideload:
+                got = (recorded or {}).get(image, "")
+                how = ("imported at start; CRI ImageStatus finds it, digest from the "
+                       "runtime's image store")
+            else:
+                got = next((d for d in status.digests if d == want),
+                           status.digests[0] if status.digests else "")
+                how = "CRI PullImage + ImageStatus"
+            rows.append(PullRecord(
+                mode.value, node, image, got == want, digest=got, expected=want,
+                seconds=secs, bytes=status.size,
+                detail=how if got == want else f"digest {got} is not images.lock's {want}"))
+    return rows
+
+
+def _pull_node(mode: Mode, socks: Mapping[str, Path], expected: Mapping[str, str],
+               nodes: Mapping[str, Node], node: str) -> list[PullRecord]:
+    recorded = None
+    if mode is Mode.sideload:
+        res = nodes[node].run(["ctr", "-n", "k8s.io", "images", "ls"], timeout=60)
+        recorded = sideload.parse_ctr_images(res.stdout)
+    return pull_every_image(mode, node, socks[node], expected, recorded)
+
+
+def write_report(report: Report, out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    md = write_atomic(out / f"{REPORT_STEM}.md", to_markdown(report))
+    js = write_atomic(out / f"{REPORT_STEM}.json", to_json(report))
+    return md, js
+
+
+def prove(
+    name: str = "e2e",
+    nodes: int = 2,
+    out: Path = Path("reports"),
+    keep: bool = False,
+    k8s_snap: bool = False,
+    progress: Progress | None = None,
+    *,
+    root: Path | None = None,
+    slot: int = 0,
+) -> Report:
+    """Run the whole proof; the report is written to out/ and returned (check .ok)."""
+    say = progress or quiet
+    if k8s_snap:
+        realsnap_proof.refuse_full_proof_here()  # never falls back to the stand-in
+    if not host.lxd_answers():
+        host.setup_host()
+    host.initialise(host.client())
+    t0 = time.monotonic()
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if (state.LabState.read(state.state_dir(name, root)) is not None
+            or host.client().projects.exists(LabSpec(name=name).project)):
+        # Leftovers of an earlier run with this name (only then: down of a lab that was
+        # never up would take the blackhole of whatever lab owns its default slot).
+        lifecycle.down(state.spec_from_state(name, root), root=root)
+    spec = LabSpec(name=name, nodes=nodes, slot=network.free_slot(slot),
+                   instance_type=InstanceType.auto,
+                   upstream=Upstream.internet if k8s_snap else Upstream.simulated,
+                   runtime=Runtime.k8s_snap if k8s_snap else Runtime.stand_in)
+    report = Report(lab=f"{name} (project {spec.project}, slot {spec.slot}, {spec.block})",
+                    runtime="", stand_in=not k8s_snap, started=started)
+    steps = Steps(report, say)
+    work = Path(tempfile.mkdtemp(prefix=f"k8s-airgap-prove-{name}-"))
+    try:
+        if k8s_snap:
+            realsnap_proof.run_real(spec, report, steps, work, root, say,
+                                    os.environ[realsnap_proof.IMAGE_SERVER_ENV])
+        else:
+            _run(spec, report, steps, work, root, say)
+    except AirgapError as exc:
+        report.errors.append(str(exc).splitlines()[0])
+        log.debug("proof failed", exc_info=True)
+    except Exception as exc:  # report it, then still bring the lab down
+        report.errors.append(f"{type(exc).__name__}: {exc}")
+        log.warning("proof failed", exc_info=True)
+    finally:
+        if keep:
+            report.notes.append(f"Lab kept (--keep): `invoke lab.down --name {name}`; "
+                                f"work files in {work}")
+        else:
+            with steps.step("lab down") as row:
+                try:
+                    res = lifecycle.down(spec, root=root)
+                    row["detail"] = f"{len(res.removed)} objects removed"
+                except AirgapError as exc:
+                    report.errors.append(f"lab down: {exc.brief}")
+            shutil.rmtree(work, ignore_errors=True)
+        report.seconds = round(time.monotonic() - t0, 1)
+        write_report(report, out)
+    return report
+
+
+def _run(spec: LabSpec, report: Report, steps: Steps, work: Path, root: Path | None,
+         say: Progress) -> None:
+    with steps.step("lab up") as row:
+        up = lifecycle.up(spec, root=root, progress=lambda m: say(f"  {m}"))
+        st = up.state
+        row["detail"] = (f"{len(st.members)} instances, {st.instance_type}s "
+                         f"({st.instance_type_reason})")
+    report.runtime = st.runtime
+    report.stand_in = st.stand_in
+    report.notes.append(f"Instances: {st.instance_type}s ({st.instance_type_reason})")
+    report.notes.append(f"Upstream: {st.upstream_content}")
+    connected = connected_side(st, spec, work)
+    report.notes.append(
+        f"Connected side: this machine behind the lab proxy ({connected.proxy}, NO_PROXY "
+        f"{connected.env['NO_PROXY']}, SSL_CERT_FILE = system CAs + the lab's CAs); "
+        "upstream names are never resolved here.")
+
+    k8s_images = [i for i in spec.images if parse_image_ref(i).registry != DOCKER_HUB]
+    workload_images = [i for i in spec.images if i not in k8s_images]
+    workload = work / "workload-images.txt"
+    write_atomic(workload, "\n".join(workload_images) + "\n")
+    plans = {m: mode_plan(spec, st, work, m, workload) for m in MODES}
+
+    with steps.step("stand-in snaps (k8s, core22, snapd) signed by a lab authority") as row:
+        authority = Authority.create()
+        trusted_root = authority.write_root(work / "lab-root.account-key.assert")
+        snapdir = work / "snaps"
+        made = make_snap_set(snapdir, authority, images=k8s_images)
+        row["detail"] = ", ".join(sorted(made))
+    report.snaps = STAND_IN_SNAPS
+    trust = load_trust(trusted_root, True)
+    bundle = work / "bundle"
+    base_plan = plans[Mode.proxy]
+    with steps.step("prepare (snaps from --from, images.lock through the proxy)") as row:
+        prep = connected.prepare(base_plan, bundle, from_dir=snapdir, trust=trust)
+        row["detail"] = (", ".join(f"{p.snap.name}={p.snap.revision} ({p.action})"
+                                   for p in prep.snaps)
+                         + f"; {len(prep.lock.images)} images {prep.images_action}")
+    lock = read_lock(Bundle(bundle).lock)
+    report.images = [i.ref.name for i in lock.images]
+    platform = sideload.plan_platform(base_plan, None)
+    with steps.step("sideload export into the bundle (regctl, through the proxy)") as row:
+        archives = connected.export_archives(lock, platform, bundle)
+        row["detail"] = f"{len(archives)} archives, {sum(a.size for a in archives)} bytes"
+    with steps.step("prepare again (manifest lists the archives), verify") as row, \
+            connected.active():
+        connected.prepare(base_plan, bundle, from_dir=snapdir, trust=trust)
+        ver = verify_bundle(bundle, trusted_root=trusted_root)
+        row["detail"] = f"verify: {len(ver.rows)} rows ok, trusted root: the lab authority"
+
+    nodes = nodeset.build_nodes(base_plan, transports=TRANSPORTS)
+    names = list(nodes)
+    report.nodes = names
+    lxd_nodes = {n: LXDNode(n, project=spec.project) for n in names}
+    socks = {n: work / f"cri-{n}.sock" for n in names}
+    for n in names:
+        expose_unix_socket(spec.project, n, socks[n])
+    _cri_ready(socks[names[0]])
+    with CRIClient(socks[names[0]]) as cri:
+        v = cri.version()
+    report.tools = {
+        "k8s-airgap": __version__,
+        "regctl": tools.tool_version(tools.find_tool("regctl")) or "?",
+        "regsync": tools.tool_version(tools.find_tool("regsync")) or "?",
+        "containerd (CRI Version)": f"{v.runtime_name} {v.runtime_version} "
+                                    f"(CRI {v.runtime_api_version})",
+        "lxd": str(host.client().host_info.get("environment", {}).get("server_version", "?")),
+    }
+    report.runtime = f"{st.runtime}; {v.runtime_name} {v.runtime_version}"
+
+    with steps.step("isolation, before deploy (no default route)"):
+        for rows in fan_out(lambda n: isolation_checks(lxd_nodes[n], spec, "before deploy"),
+                            names, limit=len(names)):
+            report.isolation += rows
+
+    def verify(b: Path) -> object:
+        return verify_bundle(b, trusted_root=trusted_root)
+
+    for mode in MODES:
+        plan = plans[mode]
+        report.modes.append(mode.value)
+        with steps.step(f"{mode.value}: clean runtime on every node"):
+            fan_out(lambda n: reset_runtime(lxd_nodes[n]), names, limit=len(names))
+            for n in names:
+                _cri_ready(socks[n])
+        if mode is Mode.mirror:
+            with steps.step("mirror: fill the lab registry (regsync through the proxy)") as row:
+                mrep = connected.fill_mirror(plan, lock)
+                row["detail"] = (f"{len(mrep.images)} images, {mrep.bytes_copied} bytes copied, "
+                                 f"regsync ran: {mrep.regsync_ran}")
+        with steps.step(f"{mode.value}: deploy (runtime configuration)") as row:
+            dep = deploy_mod.deploy(plan, nodes, bundle, verify=verify)
+            row["detail"] = "; ".join(
+                f"{nr.name}: " + ", ".join(f"{s.step}={s.status.value}" for s in nr.steps
+                                           if s.step in ("route", "runtime"))
+                for nr in dep.nodes)
+            if not dep.ok:
+                bad = [f"{nr.name} {s.step}: {s.detail}" for nr in dep.nodes for s in nr.steps
+                       if s.status.value == "failed"]
+                raise AirgapError(f"{mode.value}: deploy failed: " + "; ".join(bad),
+                                  resolution="Rerun with --keep and inspect the node with "
+                                  "`invoke lab.shell NODE` (journalctl -u "
+                                  f"{CONTAINERD_UNIT}).")
+        for n in names:
+            _cri_ready(socks[n])
+        expected = expected_digests(lock, mode, platform)
+        with steps.step(f"{mode.value}: every image on every node through the CRI") as row:
+            got = fan_out_by(functools.partial(_pull_node, mode, socks, expected, nodes),
+                             names, limit=len(names))
+            for n in names:
+                report.pulls += got[n]
+            pulled = [p for p in report.pulls if p.mode == mode.value]
+            row["detail"] = f"{sum(p.ok for p in pulled)}/{len(pulled)} ok"
+        first = names[0]
+        if mode is Mode.proxy:
+            prx = spec.member("proxy")
+            with steps.step("proxy: negative case, squid stopped"):
+                proxy_node = LXDNode("proxy", project=spec.project)
+                report.negatives.append(negative_proxy_down(
+                    proxy_node, socks[first], report.images[0], f"{prx.airgap}:{PROXY_PORT}"))
+                report.isolation += proxy_log_evidence(
+                    proxy_node, {n: spec.member(n).airgap or "" for n in names})
+        elif mode is Mode.mirror:
+            with steps.step("mirror: negative case, an image the mirror lacks"):
+                report.negatives.append(negative_mirror_miss(socks[first], MISSING_IMAGE))
+        else:
+            with steps.step("sideload: negative case, an archive without --name"):
+                report.negatives.append(negative_unnamed_archive(plan, nodes, lock, connected,
+                                                                 work))
+
+    with steps.step("isolation, after the three modes (placeholder route in place)"):
+        for rows in fan_out(lambda n: isolation_checks(lxd_nodes[n], spec, "after deploy"),
+                            names, limit=len(names)):
+            report.isolation += rows
