@@ -75,7 +75,9 @@ def _execute(c: Any, instance: str, argv: list[str], environment: dict[str, str]
     if body.get("status") != "Success":
         if body.get("status") in ("Running", "Pending"):
             return None
-        raise AirgapError(f"LXD exec failed on {instance}: {body.get('err') or body}")
+        raise AirgapError(f"LXD exec failed on {instance}: {body.get('err') or body}",
+                          resolution=f"Check the instance with `invoke lab.status` and "
+                          f"`invoke lab.shell {instance}`; LXD's log is {host.LXD_LOG}.")
     meta = body.get("metadata") or {}
     outputs = meta.get("output") or {}
     texts = {}
@@ -190,7 +192,9 @@ class LXDNode:
         try:
             data = self._instance().files.get(remote)
         except NotFound:
-            raise AirgapError(f"{remote}: no such file on {self.name}") from None
+            raise AirgapError(f"{remote}: no such file on {self.name}",
+                              resolution="The step that writes it has not run on this node; "
+                              "run it first (see the report's steps).") from None
         return bytes(data)
 
     def __str__(self) -> str:

@@ -173,7 +173,8 @@ def files_layer(files: Mapping[str, bytes]) -> bytes:
     for raw_path, content in files.items():
         path = raw_path.lstrip("/")
         if not path or path.endswith("/"):
-            raise AirgapError(f"Invalid file path in image: {raw_path!r}")
+            raise AirgapError(f"Invalid file path in image: {raw_path!r}",
+                              resolution="Use a relative path to a file, such as etc/motd.")
         for parent in _parents(path):
             entries.setdefault(parent, (parent, None, 0o755, None))
         mode = 0o755 if content.startswith(b"#!") else 0o644
@@ -231,7 +232,8 @@ class Builder:
         if files:
             layers.append(self._add_layer(files_layer(files)))
         if not layers:
-            raise AirgapError("An image needs a base layer or at least one file")
+            raise AirgapError("An image needs a base layer or at least one file",
+                              resolution="Pass files, or keep base_layer=True.")
         image_config: dict[str, object] = {"Env": [PATH_ENV]}
         image_config["Cmd"] = list(cmd) if cmd else (["/bin/sh"] if base_layer else [])
         if labels:
@@ -386,9 +388,11 @@ def push_layout(layout: Path, ref: str, *, regctl: Regctl, tag: str | None = Non
             raise AirgapError(
                 f"OCI layout {layout} has {len(tags)} tags; name the one to push",
                 details=", ".join(sorted(tags)) or "(none)",
+                resolution="Pass tag= with one of the tags above.",
             )
         tag = next(iter(tags))
     if tag not in tags:
-        raise AirgapError(f"OCI layout {layout} has no tag {tag!r}")
+        raise AirgapError(f"OCI layout {layout} has no tag {tag!r}",
+                          resolution="Name one of the layout's tags (index.json lists them).")
     regctl.run(["image", "copy", f"ocidir://{layout}:{tag}", ref])
     return tags[tag]

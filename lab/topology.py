@@ -103,13 +103,16 @@ class LabSpec:
                 "(bridge names derive from it and Linux allows 15 characters).",
             )
         if not 1 <= self.nodes <= 50:
-            raise AirgapError(f"--nodes {self.nodes}: choose 1 to 50 nodes")
+            raise AirgapError(f"--nodes {self.nodes}: choose 1 to 50 nodes",
+                              resolution="Pass --nodes N with N from 1 to 50.")
         # The top /20 of the default range belongs to the namespace tests (tests/support).
         max_slot = 2 ** (24 - self.lab_range.prefixlen) // 2 - 1
         if self.lab_range == LAB_RANGE:
             max_slot = 119
         if not 0 <= self.slot <= max_slot:
-            raise AirgapError(f"--slot {self.slot}: choose 0 to {max_slot}")
+            raise AirgapError(f"--slot {self.slot}: choose 0 to {max_slot}",
+                              resolution=f"Pass --slot N with N from 0 to {max_slot}, or leave "
+                              "it out to take a free one.")
         for ref in self.images:
             parse_image_ref(ref)
         if self.real_snap and self.upstream is Upstream.simulated:
