@@ -111,8 +111,8 @@ class LabSpec:
             max_slot = 119
         if not 0 <= self.slot <= max_slot:
             raise AirgapError(f"--slot {self.slot}: choose 0 to {max_slot}",
-                              resolution=f"Pass --slot N with N from 0 to {max_slot}, or leave "
-                              "it out to take a free one.")
+                              resolution=f"Pass --slot N with N from 0 to {max_slot}; each "
+                              "lab on this machine needs its own slot.")
         for ref in self.images:
             parse_image_ref(ref)
         if self.real_snap and self.upstream is Upstream.simulated:
