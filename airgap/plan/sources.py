@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from airgap.bundle import Bundle
 from airgap.config import Plan, workload_images
 from airgap.defaults import default_images
 from airgap.errors import AirgapError
@@ -34,8 +35,8 @@ def plan_images(
         )
     if images_file is not None:
         base = read_image_list(images_file)
-    elif bundle is not None and (bundle / "images.lock").is_file():
-        base = read_lock(bundle / "images.lock").refs()
+    elif bundle is not None and Bundle(bundle).lock.is_file():
+        base = read_lock(Bundle(bundle).lock).refs()
     elif bundle is not None and not bundle.is_dir():
         raise AirgapError(
             f"{bundle}: bundle directory not found",
@@ -59,7 +60,7 @@ def plan_images_locked(
     one. Unless ``images_file`` replaces the k8s list, every locked image is included
     even if the plan no longer names it, so what prepare pinned is what crosses.
     """
-    lock_path = lock if lock is not None else (bundle / "images.lock" if bundle else None)
+    lock_path = lock if lock is not None else (Bundle(bundle).lock if bundle else None)
     if lock is not None and not lock.is_file():
         raise AirgapError(f"{lock}: images.lock not found",
                           resolution="Pass the images.lock `invoke prepare` wrote (--lock), "

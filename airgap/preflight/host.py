@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from airgap.bundle import Bundle
 from airgap.nodes import Node, has_command
 from airgap.preflight.report import Check, CheckStatus, last_line
 
@@ -89,6 +90,6 @@ def required_space(bundle: Path | None) -> int:
     """Free bytes a node needs: the bundle staged and installed (x2) plus headroom."""
     if bundle is None or not bundle.is_dir():
         return MIN_FREE
-    size = sum(p.stat().st_size for sub in ("snaps", "images") if (bundle / sub).is_dir()
-               for p in (bundle / sub).iterdir() if p.is_file())
+    dirs = (Bundle(bundle).snaps_dir, Bundle(bundle).images_dir)
+    size = sum(p.stat().st_size for d in dirs if d.is_dir() for p in d.iterdir() if p.is_file())
     return max(MIN_FREE, 2 * size + HEADROOM)

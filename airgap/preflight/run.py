@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from airgap.bundle import Bundle
 from airgap.config import Mode, Plan, mirror_ca_pem, workload_images
 from airgap.config import Node as PlanNode
 from airgap.defaults import default_images
@@ -66,8 +67,8 @@ def _checks_for(node: Node, spec: PlanNode, inp: _Inputs) -> NodeChecks:
 
 def preflight_images(plan: Plan, bundle: Path | None) -> list[ImageRef]:
     """The images whose registries the proxy must reach: the bundle's lock, else defaults."""
-    if bundle is not None and (bundle / "images.lock").is_file():
-        return read_lock(bundle / "images.lock").refs()
+    if bundle is not None and Bundle(bundle).lock.is_file():
+        return read_lock(Bundle(bundle).lock).refs()
     return merge_images(default_images(plan.k8s.channel), workload_images(plan))
 
 

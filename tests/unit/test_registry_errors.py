@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from airgap import registry
 from airgap.registry import RegistryAccessError, RegistryClient, upstream_client
+from airgap.registry import client as registry
 from airgap.render.sync import RegistryAccess
 
 Reply = tuple[int, dict[str, str], bytes]
