@@ -208,16 +208,17 @@ def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platfo
     from pathlib import Path
 
     from airgap import sideload as sl
+    from airgap.bundle import Bundle
     from airgap.config import load_plan
     from airgap.nodeset import build_nodes, close_nodes
     from airgap.plan.sources import plan_images_locked
-
     from airgap.show import sideload as show_sideload
+
     if not plan:
         raise Exit("Error: --plan FILE is required (see `invoke sideload --help`)", code=1)
     if not out and not bundle:
         raise Exit("Error: --out DIR (or --bundle DIR) is required", code=1)
-    out_dir = Path(out) if out else Path(bundle) / "images"
+    out_dir = Path(out) if out else Bundle(Path(bundle)).images_dir
     stdout = Console()
     with user_errors():
         p = load_plan(plan)

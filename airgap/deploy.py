@@ -38,6 +38,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from airgap.bundle import Bundle as Layout
 from airgap.bundle import read_manifest, verify_bundle
 from airgap.config import (
     CONTAINERD_UNIT,
@@ -147,7 +148,7 @@ class Bundle:
         out: list[Path] = []
         for s in self.snaps:
             out += [s.assertion, s.snap]
-        manifest = self.root / "manifest.json"
+        manifest = Layout(self.root).manifest
         if manifest.is_file():
             out.append(manifest)
         return out
@@ -169,8 +170,8 @@ def read_bundle(root: Path) -> Bundle:
         )
     snaps = _manifest_snaps(root)
     if not snaps:
-        for snap in sorted((root / "snaps").glob("*.snap")):
-            assertion = snap.with_suffix(".assert")
+        for snap in Layout(root).snap_files():
+            assertion = Layout.assertion_of(snap)
             if not assertion.is_file():
                 raise AirgapError(
                     f"{snap}: no {assertion.name} next to it",
@@ -180,9 +181,9 @@ def read_bundle(root: Path) -> Bundle:
             m = _REVISION_RE.search(assertion.read_text(errors="replace"))
             snaps.append(BundleSnap(snap.stem, snap, assertion, m.group(1) if m else None))
     snaps.sort(key=lambda s: _snap_order(s.name))
-    archives = sorted((root / "images").glob("*.tar"))
+    archives = Layout(root).archives()
     images: list[ImageRef] = []
-    lock = root / "images.lock"
+    lock = Layout(root).lock
     if lock.is_file():
         from airgap.lock import read_lock
 
@@ -193,7 +194,7 @@ def read_bundle(root: Path) -> Bundle:
 def _manifest_snaps(root: Path) -> list[BundleSnap]:
     """The snaps manifest.json names: a stale snaps/*.snap left by an earlier prepare
     (an old base, say) is verified by nobody and must never be installed."""
-    if not (root / "manifest.json").is_file():
+    if not Layout(root).manifest.is_file():
         return []
     out = []
     for entry in read_manifest(root).snaps:
@@ -201,7 +202,7 @@ def _manifest_snaps(root: Path) -> list[BundleSnap]:
         for f in (snap, assertion):
             if not f.is_file():
                 raise AirgapError(
-                    f"{f}: named in {root / 'manifest.json'} but missing",
+                    f"{f}: named in {Layout(root).manifest} but missing",
                     resolution="Copy the whole bundle again, or re-run `invoke prepare`.",
                 )
         out.append(BundleSnap(entry.name, snap, assertion, entry.revision or None))
@@ -669,7 +670,7 @@ def deploy(
             f"{bundle_dir}: no images/*.tar; the plan's only access mode is sideload, so "
             "no image would reach the nodes",
             resolution="Export the archives into the bundle with `invoke sideload --bundle "
-            f"{bundle_dir}` (they go to {bundle_dir / 'images'}), or remove sideload from "
+            f"{bundle_dir}` (they go to {Layout(bundle_dir).images_dir}), or remove sideload from "
             "the plan's access.",
         )
     proxy_files: list[RenderedFile] = []
