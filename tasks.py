@@ -319,8 +319,8 @@ def deploy(c, plan=None, bundle=None, node=None, timeout=900, trusted_root=None,
 
     from airgap.config import load_plan
     from airgap.deploy import deploy as run_deploy
-    from airgap.deploy import report_tables
     from airgap.nodeset import build_nodes, close_nodes
+    from airgap.show.deploy import report_tables
 
     if not plan or not bundle:
         raise Exit("Error: --plan FILE and --bundle DIR are required (see `invoke deploy --help`)",

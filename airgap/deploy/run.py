@@ -1,0 +1,125 @@
+"""deploy(): verify the bundle, render what the plan's modes need, prepare every node in
+parallel, form the cluster, then confirm images side-loaded before containerd ran."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from airgap.bundle import Bundle, verify_bundle
+from airgap.config import Mode, Plan, check_mirror_paths, mirror_ca_pem
+from airgap.deploy.cluster import form_cluster
+from airgap.deploy.contents import read_bundle, sha256_of
+from airgap.deploy.context import (
+    CONFIRM_TIMEOUT,
+    READY_POLL,
+    READY_TIMEOUT,
+    Context,
+    Deliver,
+    Progress,
+)
+from airgap.deploy.report import DeployReport, StepStatus
+from airgap.deploy.sideload import confirm_sideloaded, default_deliver
+from airgap.deploy.steps import NodeDeploy
+from airgap.errors import AirgapError
+from airgap.fanout import fan_out_by
+from airgap.images import registries
+from airgap.nodes import Node
+from airgap.render import RenderedFile
+from airgap.render.hosts import render_hosts_files
+from airgap.render.proxy import render_proxy_dropin
+from airgap.wait import Clock, Sleep
+
+
+def deploy(
+    plan: Plan,
+    nodes: Mapping[str, Node],
+    bundle_dir: Path,
+    *,
+    verify: Callable[[Path], object] | None = None,
+    trusted_root: Path | None = None,
+    check_signatures: bool = True,
+    deliver: Deliver | None = None,
+    confirm_timeout: float = CONFIRM_TIMEOUT,
+    ready_timeout: float = READY_TIMEOUT,
+    poll: float = READY_POLL,
+    sleep: Sleep = time.sleep,
+    clock: Clock = time.monotonic,
+    parallel: int = 8,
+    on_progress: Progress | None = None,
+) -> DeployReport:
+    """Deploy the plan's nodes from ``bundle_dir``. Failures are in the report, not raised.
+
+    Only input errors (bad bundle, bundle verification, unknown node) raise AirgapError,
+    before any node is touched. The bundle is verified first, with ``trusted_root`` and
+    ``check_signatures`` as `invoke verify` takes them (``verify`` replaces that check).
+    """
+    if verify is not None:
+        verify(bundle_dir)
+    else:
+        verify_bundle(bundle_dir, trusted_root, check_signatures)
+    bundle = read_bundle(bundle_dir)
+    specs = [n for n in plan.nodes if n.name in nodes]
+    missing = [n for n in nodes if n not in {s.name for s in plan.nodes}]
+    if missing:
+        raise AirgapError(
+            f"{plan.source}: no node named {missing[0]!r}",
+            resolution="Use a node name from the plan ("
+            + ", ".join(n.name for n in plan.nodes) + f"), or add that node to {plan.source}.",
+        )
+
+    hosts_files: list[RenderedFile] = []
+    if plan.has(Mode.mirror):
+        if not bundle.images:
+            raise AirgapError(
+                f"{bundle_dir}: images.lock is missing or empty; mirror mode needs the list "
+                "of upstream registries to write hosts.toml for",
+                resolution="Run `invoke prepare --bundle DIR` to write images.lock.",
+            )
+        check_mirror_paths(plan, list(bundle.images))
+        hosts_files = render_hosts_files(plan, registries(bundle.images), mirror_ca_pem(plan))
+    if plan.has(Mode.sideload) and not bundle.archives and len(plan.access) == 1:
+        # With proxy or mirror access too, images still arrive; the runtime step says
+        # that nothing was side-loaded. With sideload alone, no image would.
+        raise AirgapError(
+            f"{bundle_dir}: no images/*.tar; the plan's only access mode is sideload, so "
+            "no image would reach the nodes",
+            resolution="Export the archives into the bundle with `invoke sideload --bundle "
+            f"{bundle_dir}` (they go to {Bundle(bundle_dir).images_dir}), or remove sideload "
+            "from the plan's access.",
+        )
+    proxy_files = [render_proxy_dropin(plan)] if plan.has(Mode.proxy) else []
+
+    ctx = Context(
+        plan=plan,
+        bundle=bundle,
+        local_sums={f: sha256_of(f) for f in bundle.files_to_transfer()},
+        hosts_files=hosts_files,
+        proxy_files=proxy_files,
+        deliver=deliver or default_deliver,
+        confirm_timeout=confirm_timeout,
+        ready_timeout=ready_timeout,
+        ready_poll=poll,
+        sleep=sleep,
+        clock=clock,
+        parallel=parallel,
+        progress=on_progress or (lambda _node, _msg: None),
+    )
+    runs = {s.name: NodeDeploy(ctx, s, nodes[s.name]) for s in specs}
+
+    def prepare(name: str) -> bool:
+        ctx.progress(name, "preparing")
+        ok = runs[name].prepare()
+        ctx.progress(name, "prepared" if ok else "failed")
+        return ok
+
+    prepared = fan_out_by(prepare, runs, limit=parallel, name="deploy")
+    form_cluster(ctx, runs, prepared)
+    for run in runs.values():
+        if not prepared[run.spec.name]:
+            step = "bootstrap" if run.spec.name == plan.control_plane.name else "join"
+            run.report.add(step, StepStatus.not_run, "an earlier step on this node failed")
+            run.report.add("ready", StepStatus.not_run, "an earlier step on this node failed")
+    confirm_sideloaded(ctx, runs)
+    return DeployReport([r.report for r in runs.values()])
