@@ -367,10 +367,9 @@ def prepare(c, plan=None, bundle=None, from_=None, trusted_root=None, no_signatu
     configure_logging(debug)
     from pathlib import Path
 
-    from rich.table import Table
-
     from airgap.bundle import NO_CHECK_WARNING, load_trust, prepare_bundle
     from airgap.config import load_plan
+    from airgap.show.bundle import prepare_tables
 
     if not plan or not bundle:
         raise Exit("Error: --plan FILE and --bundle DIR are required (see `invoke prepare --help`)",
@@ -384,19 +383,8 @@ def prepare(c, plan=None, bundle=None, from_=None, trusted_root=None, no_signatu
             rep = prepare_bundle(p, Path(bundle), from_dir=Path(from_) if from_ else None,
                                  trust=trust, refresh_images=refresh_images,
                                  progress=lambda msg: status.update(msg))
-        table = Table(title=f"Bundle {rep.bundle}")
-        for col in ("snap", "revision", "channel", "size", "action", "key chain"):
-            table.add_column(col)
-        for s in rep.snaps:
-            table.add_row(s.snap.name, s.snap.revision, s.channel, f"{s.snap.size / 1e6:.1f} MB",
-                          s.action, s.snap.chain_text)
-        stdout.print(table)
-        images = Table(title=f"images.lock ({rep.images_action}; {', '.join(rep.lock.platforms)})")
-        for col in ("image", "source", "digest"):
-            images.add_column(col)
-        for i in sorted(rep.lock.images, key=lambda i: str(i.ref)):
-            images.add_row(str(i.ref), i.source, i.digest)
-        stdout.print(images)
+        for table in prepare_tables(rep):
+            stdout.print(table)
         stdout.print(f"manifest written: {rep.manifest}")
         if not rep.signature_check:
             console.print(f"[bold red]{NO_CHECK_WARNING}[/]")
@@ -414,21 +402,15 @@ def verify(c, bundle=None, trusted_root=None, no_signature_check=False, debug=Fa
     configure_logging(debug)
     from pathlib import Path
 
-    from rich.table import Table
-
     from airgap.bundle import BundleError, VerifyReport, verify_bundle
+    from airgap.show.bundle import verify_table
 
     if not bundle:
         raise Exit("Error: --bundle DIR is required (see `invoke verify --help`)", code=1)
     stdout = Console()
 
     def show(rep: VerifyReport) -> None:
-        table = Table(title=f"Bundle {rep.bundle}")
-        for col in ("file", "kind", "result", "detail"):
-            table.add_column(col)
-        for r in rep.rows:
-            table.add_row(r.path, r.kind, "[green]ok[/]" if r.ok else "[bold red]FAIL[/]", r.detail)
-        stdout.print(table)
+        stdout.print(verify_table(rep))
         if not rep.sideload_checked:
             stdout.print("side-load archives: none in images/ (nothing to validate)")
 
