@@ -63,7 +63,7 @@ def render(c, plan=None, out=None, images=None, bundle=None, debug=False):
 
     from rich.console import Console as _Console
 
-    from airgap.config import load_plan, mirror_ca_pem
+    from airgap.plan import load_plan, mirror_ca_pem
     from airgap.plan.sources import plan_images
     from airgap.render.write import write_render
     from airgap.show.render import render_tree
@@ -90,8 +90,8 @@ def init(c, out="airgap.yaml", mode="mirror", force=False):
     """Write a commented starter plan (airgap.yaml) to edit."""
     from pathlib import Path
 
-    from airgap.config import Mode, starter_plan
     from airgap.fileio import write_atomic
+    from airgap.plan import Mode, starter_plan
 
     try:
         chosen = Mode(mode)
@@ -154,8 +154,8 @@ def mirror(c, plan=None, bundle=None, lock=None, images=None, config=None,
     configure_logging(debug)
     from pathlib import Path
 
-    from airgap.config import load_plan
     from airgap.mirror import MirrorError, mirror_images, upstream_accesses
+    from airgap.plan import load_plan
     from airgap.plan.sources import plan_images_locked
     from airgap.show.mirror import mirror_progress, report_table, summary_line
 
@@ -209,8 +209,8 @@ def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platfo
 
     from airgap import sideload as sl
     from airgap.bundle import Bundle
-    from airgap.config import load_plan
     from airgap.nodeset import build_nodes, close_nodes
+    from airgap.plan import load_plan
     from airgap.plan.sources import plan_images_locked
     from airgap.show import sideload as show_sideload
 
@@ -274,8 +274,8 @@ def preflight(c, plan=None, bundle=None, node=None, debug=False):
 
     from rich.console import Console as _Console
 
-    from airgap.config import load_plan
     from airgap.nodeset import build_nodes, close_nodes
+    from airgap.plan import load_plan
     from airgap.preflight import preflight as run_preflight
     from airgap.show.preflight import report_tables
 
@@ -317,9 +317,9 @@ def deploy(c, plan=None, bundle=None, node=None, timeout=900, trusted_root=None,
 
     from rich.console import Console as _Console
 
-    from airgap.config import load_plan
     from airgap.deploy import deploy as run_deploy
     from airgap.nodeset import build_nodes, close_nodes
+    from airgap.plan import load_plan
     from airgap.show.deploy import report_tables
 
     if not plan or not bundle:
@@ -368,7 +368,7 @@ def prepare(c, plan=None, bundle=None, from_=None, trusted_root=None, no_signatu
     from pathlib import Path
 
     from airgap.bundle import NO_CHECK_WARNING, load_trust, prepare_bundle
-    from airgap.config import load_plan
+    from airgap.plan import load_plan
     from airgap.show.bundle import prepare_tables
 
     if not plan or not bundle:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from airgap.config import Node as PlanNode
-from airgap.config import Plan, Transport
 from airgap.errors import PlanError
 from airgap.nodes import LocalNode, Node, SSHNode
+from airgap.plan import Node as PlanNode
+from airgap.plan import Plan, Transport
 
 NodeFactory = Callable[[PlanNode], Node]
 Transports = Mapping[Transport, NodeFactory]

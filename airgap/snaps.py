@@ -24,7 +24,7 @@ import yaml
 from airgap import process
 from airgap.assertions import Assertion, AssertionError_, b64url_nopad, find, read_stream
 from airgap.errors import AirgapError, CommandError
-from airgap.images import ImageRef, parse_image_list
+from airgap.plan.images import ImageRef, parse_image_list
 from airgap.trust import Chain, TrustError, TrustStore, verify_chains
 
 CHUNK = 4 * 1024 * 1024

@@ -22,10 +22,10 @@ from pathlib import Path
 import yaml
 
 from airgap import process
-from airgap.config import parse_plan
-from airgap.images import ImageRef, parse_image_ref
-from airgap.lock import ImageLock, LockedImage
 from airgap.mirror import mirror_images
+from airgap.plan import parse_plan
+from airgap.plan.images import ImageRef, parse_image_ref
+from airgap.plan.lock import ImageLock, LockedImage
 from airgap.render.sync import DEFAULT_PARALLEL, RegistryAccess
 from airgap.show import human_bytes
 from tests.support.ocibuild import make_test_images

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from airgap import tools
-from airgap.images import ImageRef, parse_image_ref
 from airgap.mediatypes import INDEX_TYPES
+from airgap.plan.images import ImageRef, parse_image_ref
 from airgap.registry import ResolvedImage, pick_platforms, upstream_client
 from airgap.render.sync import RegistryAccess
 from tests.support.ocibuild import make_test_images, regctl_for

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from airgap.images import parse_image_ref
+from airgap.plan.images import parse_image_ref
 from airgap.sideload import Source, export_images, select_images, validate_archives
 from lab.ocibuild import Layout, Regctl, busybox_layer, files_layer, push_layout
 from tests.support.registry import start_registry

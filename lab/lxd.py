@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from airgap.config import Node as PlanNode
-from airgap.config import Transport
 from airgap.errors import AirgapError
 from airgap.nodes import Node, RunResult, check_result
+from airgap.plan import Node as PlanNode
+from airgap.plan import Transport
 from airgap.wait import wait_until as _wait_until
 from lab import host
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from airgap.config import DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR, Mode, Plan, parse_plan
 from airgap.fileio import write_atomic
+from airgap.plan import DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR, Mode, Plan, parse_plan
 from lab.instances import VM_NODE_INTERFACE
 from lab.state import LabState
 from lab.topology import PROXY_PORT, REGISTRY_HTTP_PORT, REGISTRY_HTTPS_PORT, LabSpec

@@ -79,7 +79,7 @@ def up(c: Context, name: str = "lab", nodes: int = 2, slot: int = 0,
     configure_logging(debug)
     import os
 
-    from airgap.images import read_image_list
+    from airgap.plan.images import read_image_list
     from lab import lifecycle
     from lab.topology import InstanceType, LabSpec, Runtime, Upstream
 

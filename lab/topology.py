@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from airgap.errors import AirgapError
-from airgap.images import DOCKER_HUB, ImageRef, parse_image_ref, registries
+from airgap.plan.images import DOCKER_HUB, ImageRef, parse_image_ref, registries
 
 LAB_RANGE = ipaddress.IPv4Network("10.213.0.0/16")
 PROJECT_PREFIX = "k8s-airgap-"

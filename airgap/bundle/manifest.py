@@ -29,8 +29,8 @@ from pydantic_core import ErrorDetails
 from airgap.bundle.layout import Bundle
 from airgap.errors import AirgapError
 from airgap.fileio import write_atomic
-from airgap.images import parse_image_ref
-from airgap.lock import LockedImage
+from airgap.plan.images import parse_image_ref
+from airgap.plan.lock import LockedImage
 from airgap.snaps import FileDigests
 
 MANIFEST_VERSION = 1

@@ -18,10 +18,10 @@ from airgap import __version__, process, tools
 from airgap.bundle.layout import Bundle
 from airgap.bundle.manifest import Manifest, SnapEntry, write_manifest
 from airgap.bundle.resolve import Progress, _quiet, _regctl, resolve_images
-from airgap.config import Plan, workload_images
 from airgap.errors import AirgapError
-from airgap.images import ImageRef, merge_images
-from airgap.lock import ImageLock, read_lock, write_lock
+from airgap.plan import Plan, workload_images
+from airgap.plan.images import ImageRef, merge_images
+from airgap.plan.lock import ImageLock, read_lock, write_lock
 from airgap.snaps import (
     SnapError,
     VerifiedSnap,

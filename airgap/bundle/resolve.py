@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 
 from airgap import tools
 from airgap.errors import AirgapError
-from airgap.images import ImageRef, merge_images
-from airgap.lock import ImageLock, LockedImage
+from airgap.plan.images import ImageRef, merge_images
+from airgap.plan.lock import ImageLock, LockedImage
 from airgap.platforms import parse_platform, platform_matches
 
 INDEX_TYPES = (

@@ -13,7 +13,7 @@ from airgap import sideload
 from airgap.bundle.layout import Bundle
 from airgap.bundle.manifest import Manifest, SnapEntry, read_manifest
 from airgap.errors import AirgapError
-from airgap.lock import read_lock
+from airgap.plan.lock import read_lock
 from airgap.snaps import FileDigests, SnapError, hash_file, verify_snap
 from airgap.trust import TrustError, TrustStore
 

@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 
 import yaml
 
-from airgap.config import Plan, Role
 from airgap.deploy.context import STATE_DIR, Context
 from airgap.deploy.members import ClusterNode, cluster_member, cluster_nodes, in_cluster
 from airgap.deploy.report import StepStatus
@@ -15,6 +14,7 @@ from airgap.deploy.steps import NodeDeploy, ensure_file, short_error
 from airgap.errors import AirgapError
 from airgap.fanout import fan_out
 from airgap.nodes import Node
+from airgap.plan import Plan, Role
 from airgap.render import RenderedFile
 from airgap.wait import poll
 

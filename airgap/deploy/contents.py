@@ -9,8 +9,8 @@ from pathlib import Path
 
 from airgap.bundle import Bundle, read_manifest
 from airgap.errors import AirgapError
-from airgap.images import ImageRef
-from airgap.lock import read_lock
+from airgap.plan.images import ImageRef
+from airgap.plan.lock import read_lock
 
 _REVISION_RE = re.compile(r"^snap-revision: *(\d+) *$", re.M)
 

@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from airgap.config import Plan
 from airgap.deploy.contents import BundleContents
 from airgap.nodes import Node
+from airgap.plan import Plan
 from airgap.render import RenderedFile
 from airgap.wait import Clock, Sleep
 

@@ -7,9 +7,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from airgap.config import Node as PlanNode
 from airgap.errors import AirgapError
 from airgap.nodes import Node
+from airgap.plan import Node as PlanNode
 
 
 @dataclass(frozen=True)

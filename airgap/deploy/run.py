@@ -8,7 +8,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from airgap.bundle import Bundle, verify_bundle
-from airgap.config import Mode, Plan, check_mirror_paths, mirror_ca_pem
 from airgap.deploy.cluster import form_cluster
 from airgap.deploy.contents import read_bundle, sha256_of
 from airgap.deploy.context import (
@@ -24,8 +23,9 @@ from airgap.deploy.sideload import confirm_sideloaded, default_deliver
 from airgap.deploy.steps import NodeDeploy
 from airgap.errors import AirgapError
 from airgap.fanout import fan_out_by
-from airgap.images import registries
 from airgap.nodes import Node
+from airgap.plan import Mode, Plan, check_mirror_paths, mirror_ca_pem
+from airgap.plan.images import registries
 from airgap.render import RenderedFile
 from airgap.render.hosts import render_hosts_files
 from airgap.render.proxy import render_proxy_dropin

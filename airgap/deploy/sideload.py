@@ -8,13 +8,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from airgap import sideload
-from airgap.config import SIDELOAD_DIR, Plan
 from airgap.deploy.context import DELIVERED, PENDING, PRESENT, Context
 from airgap.deploy.report import StepStatus
 from airgap.deploy.steps import NodeDeploy
 from airgap.errors import AirgapError
 from airgap.fanout import fan_out
 from airgap.nodes import Node
+from airgap.plan import SIDELOAD_DIR, Plan
 
 SIDELOAD_STEP = "side-loaded images"
 

@@ -8,12 +8,12 @@ import re
 import shlex
 from collections.abc import Callable, Iterable, Sequence
 
-from airgap.config import CONTAINERD_UNIT, Mode
-from airgap.config import Node as PlanNode
 from airgap.deploy.context import DELIVERED, PENDING, Context, remote_path
 from airgap.deploy.report import NodeReport, StepStatus
 from airgap.errors import AirgapError, CommandError
 from airgap.nodes import Node, has_command, is_stand_in, read_text
+from airgap.plan import CONTAINERD_UNIT, Mode
+from airgap.plan import Node as PlanNode
 from airgap.render import RenderedFile
 from airgap.render.proxy import proxy_environment
 from airgap.render.route import render_route

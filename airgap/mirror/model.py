@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from airgap.errors import AirgapError
-from airgap.images import ImageRef
+from airgap.plan.images import ImageRef
 
 
 class Status(str, Enum):

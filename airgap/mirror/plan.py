@@ -15,13 +15,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from airgap.config import Plan
 from airgap.errors import AirgapError
 from airgap.fanout import fan_out
-from airgap.images import ImageRef
-from airgap.lock import ImageLock
 from airgap.mediatypes import is_index
 from airgap.mirror.model import ImageResult, Work
+from airgap.plan import Plan
+from airgap.plan.images import ImageRef
+from airgap.plan.lock import ImageLock
 from airgap.registry import RegistryAccessError, RegistryClient, api_reference
 from airgap.render.sync import RegistryAccess, mirror_path
 

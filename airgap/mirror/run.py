@@ -17,12 +17,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from airgap.config import Plan, check_mirror_paths, mirror_ca_pem
 from airgap.errors import AirgapError, PlanError
 from airgap.fanout import fan_out
 from airgap.fileio import write_atomic
-from airgap.images import ImageRef
-from airgap.lock import ImageLock
 from airgap.mirror.model import (
     MirrorError,
     MirrorProgress,
@@ -43,6 +40,9 @@ from airgap.mirror.plan import (
 )
 from airgap.mirror.sync import RETRY_RESOLUTION, run_regsync
 from airgap.mirror.verify import count_copied, raise_unless_complete, verify_image
+from airgap.plan import Plan, check_mirror_paths, mirror_ca_pem
+from airgap.plan.images import ImageRef
+from airgap.plan.lock import ImageLock
 from airgap.registry import (
     ManifestNotFound,
     RegistryAccessError,

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from airgap import process, tools
-from airgap.config import Plan, mirror_credentials
 from airgap.errors import AirgapError
 from airgap.fileio import write_atomic
 from airgap.mirror.model import MirrorProgress, Work
+from airgap.plan import Plan, mirror_credentials
 from airgap.registry import RegistryAccessError, RegistryClient
 from airgap.render.sync import MIRROR_ENV, PASSWORD_ENV, SYNC_FILE, USERNAME_ENV, dump_sync_config
 from airgap.wait import poll

@@ -2,7 +2,7 @@
 
 The k8s list comes from an explicit list (``--images``: ``k8s list-images`` output or
 the snap's images.txt), else the bundle's images.lock, else the built-in list for the
-default channel (airgap.defaults); the plan's workload images are added. Mirror and
+default channel (airgap.plan.defaults); the plan's workload images are added. Mirror and
 sideload also take the lock that pins them.
 """
 
@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from airgap.bundle import Bundle
-from airgap.config import Plan, workload_images
-from airgap.defaults import default_images
 from airgap.errors import AirgapError
-from airgap.images import ImageRef, merge_images, read_image_list
-from airgap.lock import ImageLock, read_lock
+from airgap.plan.defaults import default_images
+from airgap.plan.images import ImageRef, merge_images, read_image_list
+from airgap.plan.lock import ImageLock, read_lock
+from airgap.plan.model import Plan, workload_images
 
 
 def plan_images(

@@ -7,9 +7,9 @@ import ipaddress
 import shlex
 from collections.abc import Sequence
 
-from airgap.config import PROXY_DROPIN, Plan
-from airgap.images import ImageRef, registries, upstream_server
 from airgap.nodes import Node, has_command, read_text
+from airgap.plan import PROXY_DROPIN, Plan
+from airgap.plan.images import ImageRef, registries, upstream_server
 from airgap.preflight.report import Check, CheckStatus, last_line
 from airgap.render.proxy import render_proxy_dropin
 

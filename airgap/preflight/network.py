@@ -13,9 +13,9 @@ import json
 import shlex
 from collections.abc import Sequence
 
-from airgap.config import Node as PlanNode
-from airgap.config import Plan, Role
 from airgap.nodes import Node, has_command, read_text
+from airgap.plan import Node as PlanNode
+from airgap.plan import Plan, Role
 from airgap.preflight.report import Check, CheckStatus
 from airgap.render.route import render_route
 

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airgap.bundle import Bundle
-from airgap.config import Mode, Plan, mirror_ca_pem, workload_images
-from airgap.config import Node as PlanNode
-from airgap.defaults import default_images
 from airgap.errors import AirgapError
 from airgap.fanout import fan_out
-from airgap.images import ImageRef, merge_images
-from airgap.lock import read_lock
 from airgap.nodes import Node, is_stand_in
+from airgap.plan import Mode, Plan, mirror_ca_pem, workload_images
+from airgap.plan import Node as PlanNode
+from airgap.plan.defaults import default_images
+from airgap.plan.images import ImageRef, merge_images
+from airgap.plan.lock import read_lock
 from airgap.preflight.access import check_mirror, check_no_proxy, check_proxy
 from airgap.preflight.host import (
     CLOCK_TOLERANCE,

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from airgap.errors import AirgapError
-from airgap.images import ImageRef
 from airgap.mediatypes import MANIFEST_ACCEPT, is_index
+from airgap.plan.images import ImageRef
 from airgap.platforms import parse_platform, platform_matches
 
 REQUEST_TIMEOUT = 60.0

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from airgap.config import Plan, mirror_ca_pem, mirror_credentials
 from airgap.errors import PlanError
-from airgap.images import upstream_server
+from airgap.plan import Plan, mirror_ca_pem, mirror_credentials
+from airgap.plan.images import upstream_server
 from airgap.registry.client import RegistryClient
 from airgap.render.sync import RegistryAccess
 

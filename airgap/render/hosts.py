@@ -28,9 +28,9 @@ from urllib.parse import urlsplit
 
 import tomli_w
 
-from airgap.config import MirrorSettings, Mode, Plan, mirror_prefix
 from airgap.errors import PlanError
-from airgap.images import upstream_server
+from airgap.plan import MirrorSettings, Mode, Plan, mirror_prefix
+from airgap.plan.images import upstream_server
 from airgap.render import RenderedFile
 
 if sys.version_info >= (3, 11):
@@ -155,7 +155,7 @@ def render_hosts_files(
     """hosts.toml (and ca.crt next to it) for every upstream registry the images name.
 
     Empty unless the plan uses a mirror. ``ca_pem`` is the mirror's CA (see
-    ``airgap.config.mirror_ca_pem``); it is only used for an https mirror.
+    ``airgap.plan.mirror_ca_pem``); it is only used for an https mirror.
     """
     mirror = plan.mirror
     if mirror is None or not plan.has(Mode.mirror):

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 
-from airgap.config import Mode, Node, Plan, check_mirror_paths
-from airgap.images import ImageRef, format_image_list, merge_images, registries
+from airgap.plan import Mode, Node, Plan, check_mirror_paths
+from airgap.plan.images import ImageRef, format_image_list, merge_images, registries
 from airgap.render import RenderedFile
 from airgap.render.hosts import render_hosts_files
 from airgap.render.proxy import render_proxy_dropin

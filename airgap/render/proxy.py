@@ -9,7 +9,7 @@ look like network faults.
 
 from __future__ import annotations
 
-from airgap.config import PROXY_DROPIN, Plan
+from airgap.plan import PROXY_DROPIN, Plan
 from airgap.render import RenderedFile
 from airgap.render.systemd import systemd_quote, unit_file
 

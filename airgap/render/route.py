@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from airgap.config import Node, Plan, RoutePersistence
+from airgap.plan import Node, Plan, RoutePersistence
 from airgap.render import RenderedFile
 from airgap.render.systemd import unit_file
 

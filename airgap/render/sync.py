@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from airgap.config import Plan, mirror_ca_pem, mirror_prefix
 from airgap.errors import AirgapError, PlanError
-from airgap.images import ImageRef
+from airgap.plan import Plan, mirror_ca_pem, mirror_prefix
+from airgap.plan.images import ImageRef
 from airgap.render import RenderedFile
 
 SYNC_FILE = "sync-images.yaml"

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from airgap.config import Plan
 from airgap.errors import AirgapError
-from airgap.images import ImageRef
+from airgap.plan import Plan
+from airgap.plan.images import ImageRef
 from airgap.render.nodefiles import render_all
 from airgap.render.route import render_route
 

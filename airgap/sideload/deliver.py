@@ -8,11 +8,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airgap.config import CONTAINERD_UNIT, SIDELOAD_DIR, Plan
 from airgap.errors import AirgapError
 from airgap.fanout import fan_out
-from airgap.images import ImageRef
 from airgap.nodes import Node
+from airgap.plan import CONTAINERD_UNIT, SIDELOAD_DIR, Plan
+from airgap.plan.images import ImageRef
 from airgap.sideload.select import Progress, _quiet, plan_platform
 from airgap.sideload.validate import ArchiveReport, validate_archives
 from airgap.wait import poll

@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from airgap.config import Plan
 from airgap.errors import AirgapError
-from airgap.images import ImageRef
-from airgap.lock import ImageLock
+from airgap.plan import Plan
+from airgap.plan.images import ImageRef
+from airgap.plan.lock import ImageLock
 from airgap.platforms import parse_platform
 
 Progress = Callable[[str], None]

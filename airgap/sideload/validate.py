@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airgap.errors import AirgapError
-from airgap.images import ImageRef, parse_image_ref
+from airgap.plan.images import ImageRef, parse_image_ref
 from airgap.platforms import parse_platform, platform_matches
 from airgap.sideload.archive import NAME_ANNOTATION, REF_ANNOTATION, ImageEntry, read_archive
 

@@ -30,10 +30,10 @@ from typing import Any
 from airgap import mirror as mirror_mod
 from airgap import sideload
 from airgap.bundle import Bundle, PrepareReport, prepare_bundle
-from airgap.config import Plan
 from airgap.errors import AirgapError
 from airgap.fileio import write_atomic
-from airgap.lock import ImageLock
+from airgap.plan import Plan
+from airgap.plan.lock import ImageLock
 from lab.state import LabState
 from lab.topology import PROXY_PORT, LabSpec
 

@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from airgap import sideload, tools
-from airgap.config import SIDELOAD_DIR, Mode, Plan
 from airgap.cri import CRIClient
 from airgap.errors import AirgapError
-from airgap.lock import ImageLock
 from airgap.nodes import Node, RunResult
+from airgap.plan import SIDELOAD_DIR, Mode, Plan
+from airgap.plan.lock import ImageLock
 from lab.lxd import LXDNode, wait_command
 from lab.proof.connected import Connected
 from lab.report import FAILED, NOT_CHECKED, PROVED, IsolationRecord, NegativeRecord

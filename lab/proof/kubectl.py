@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from airgap.config import Mode, Plan
 from airgap.deploy import ClusterNode, cluster_member
 from airgap.nodes import Node, RunResult
+from airgap.plan import Mode, Plan
 from airgap.wait import poll as poll_until
 from lab.report import ClusterNodeRecord, PodRecord
 

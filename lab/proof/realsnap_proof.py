@@ -32,14 +32,14 @@ from pathlib import Path
 from airgap import __version__, nodeset, sideload, tools
 from airgap import deploy as deploy_mod
 from airgap.bundle import Bundle, PrepareReport, load_trust, verify_bundle
-from airgap.config import CLASSIC_HOSTS_DIR, PROXY_DROPIN, Mode
 from airgap.deploy import ClusterNode, cluster_member, parse_nodes
 from airgap.errors import AirgapError
 from airgap.fanout import fan_out
 from airgap.fileio import write_atomic
-from airgap.images import DOCKER_HUB, parse_image_ref
-from airgap.lock import read_lock
 from airgap.nodes import Node
+from airgap.plan import CLASSIC_HOSTS_DIR, PROXY_DROPIN, Mode
+from airgap.plan.images import DOCKER_HUB, parse_image_ref
+from airgap.plan.lock import read_lock
 from lab import host, lifecycle
 from lab.lxd import TRANSPORTS
 from lab.plandocs import mode_plan

@@ -31,14 +31,14 @@ from pathlib import Path
 from airgap import __version__, nodeset, sideload, tools
 from airgap import deploy as deploy_mod
 from airgap.bundle import Bundle, load_trust, verify_bundle
-from airgap.config import CLASSIC_HOSTS_DIR, CONTAINERD_UNIT, PROXY_DROPIN, SIDELOAD_DIR, Mode
 from airgap.cri import CRIClient
 from airgap.errors import AirgapError
 from airgap.fanout import fan_out, fan_out_by
 from airgap.fileio import write_atomic
-from airgap.images import DOCKER_HUB, parse_image_ref
-from airgap.lock import read_lock
 from airgap.nodes import Node
+from airgap.plan import CLASSIC_HOSTS_DIR, CONTAINERD_UNIT, PROXY_DROPIN, SIDELOAD_DIR, Mode
+from airgap.plan.images import DOCKER_HUB, parse_image_ref
+from airgap.plan.lock import read_lock
 from lab import host, lifecycle, network, state
 from lab.lxd import TRANSPORTS, LXDNode, expose_unix_socket, wait_command, wait_until
 from lab.plandocs import mode_plan

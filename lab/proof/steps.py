@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from airgap.config import Mode
+from airgap.plan import Mode
 from lab.report import Report
 
 Progress = Callable[[str], None]

@@ -15,8 +15,8 @@ image access through the CRI, not the snap, and is labelled so in every report.
 
 from __future__ import annotations
 
-from airgap.config import CLASSIC_HOSTS_DIR, CONTAINERD_UNIT, SIDELOAD_DIR
 from airgap.nodes import STAND_IN_MARKER, STAND_IN_UNIT
+from airgap.plan import CLASSIC_HOSTS_DIR, CONTAINERD_UNIT, SIDELOAD_DIR
 from lab.lxd import LXDNode, wait_command
 from lab.roles import RoleContext, configure_common
 from lab.topology import STAND_IN_LABEL

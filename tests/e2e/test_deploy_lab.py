@@ -56,8 +56,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def snapless_bundle(plan_path: Path, out: Path) -> Path:
     """A bundle as `invoke prepare` would write it, minus the snaps it cannot download."""
     from airgap.bundle import MANIFEST, Manifest, bundle_files, write_manifest
-    from airgap.config import load_plan, workload_images
-    from airgap.lock import ImageLock, LockedImage, write_lock
+    from airgap.plan import load_plan, workload_images
+    from airgap.plan.lock import ImageLock, LockedImage, write_lock
     from airgap.snaps import hash_file
 
     plan = load_plan(plan_path)
@@ -76,9 +76,9 @@ def snapless_bundle(plan_path: Path, out: Path) -> Path:
 
 
 def test_preflight_and_deploy_on_lab_nodes(lab: Lab, tmp_path: Path) -> None:
-    from airgap.config import PROXY_DROPIN, load_plan
     from airgap.deploy import STAND_IN_REASON, StepStatus, deploy
     from airgap.nodeset import build_nodes
+    from airgap.plan import PROXY_DROPIN, load_plan
     from airgap.preflight import CheckStatus, preflight
     from lab.lxd import TRANSPORTS
 

@@ -17,7 +17,7 @@ import pytest
 import tomli_w
 import tomllib
 
-from airgap.config import parse_plan
+from airgap.plan import parse_plan
 from airgap.render.hosts import check_hosts_toml, hosts_toml_data, render_hosts_files
 from tests.support import gotoml
 from tests.support.require import need

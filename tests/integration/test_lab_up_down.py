@@ -73,7 +73,7 @@ def lxd() -> None:
 
 
 def test_lab_two_nodes_isolated_and_down_leaves_nothing(lxd: None, tmp_path: Path) -> None:
-    from airgap.config import Transport, load_plan
+    from airgap.plan import Transport, load_plan
     from lab import lifecycle, network, state
     from lab.lxd import LXDNode
     from lab.topology import LabSpec

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from airgap.config import Plan, parse_plan
-from airgap.images import ImageRef, parse_image_ref
 from airgap.mirror import MirrorError, RegistryAccessError, Status, mirror_images
+from airgap.plan import Plan, parse_plan
+from airgap.plan.images import ImageRef, parse_image_ref
 from airgap.render.sync import RegistryAccess
 from lab.ocibuild import Builder
 from tests.support.ocibuild import layout_tag, make_test_images, push_layout, regctl_for

@@ -18,12 +18,12 @@ import pytest
 import yaml
 
 from airgap import tools
-from airgap.config import Plan, parse_plan
 from airgap.cri import CRIClient
 from airgap.errors import CommandError
-from airgap.images import ImageRef, parse_image_ref, registries
-from airgap.lock import ImageLock, LockedImage
 from airgap.mirror import MirrorReport, Status, mirror_images
+from airgap.plan import Plan, parse_plan
+from airgap.plan.images import ImageRef, parse_image_ref, registries
+from airgap.plan.lock import ImageLock, LockedImage
 from airgap.render.hosts import render_hosts_files
 from airgap.render.sync import RegistryAccess, mirror_path, render_sync_images
 from tests.support.containerd import Containerd

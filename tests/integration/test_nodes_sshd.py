@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from airgap import process
-from airgap.config import parse_plan
 from airgap.errors import AirgapError, CommandError
 from airgap.nodes import SSHNode
 from airgap.nodeset import build_nodes
+from airgap.plan import parse_plan
 from tests.support.require import need, require_binary, require_root
 from tests.support.sshd import (
     SSHD_BIN,

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from airgap.config import parse_plan
-from airgap.images import parse_image_ref
 from airgap.nodes import LocalNode
+from airgap.plan import parse_plan
+from airgap.plan.images import parse_image_ref
 from airgap.preflight import (
     PORTS_ALL,
     PORTS_CONTROL_PLANE,

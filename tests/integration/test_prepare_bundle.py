@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from airgap.defaults import DEFAULT_CHANNEL
+from airgap.plan.defaults import DEFAULT_CHANNEL
 from tests.support.ocibuild import make_test_images, regctl_for
 from tests.support.registry import Registry
 from tests.support.require import require_binary
@@ -278,7 +278,7 @@ def test_unknown_image_is_a_clear_error(setup: Setup) -> None:
 
 def test_resolve_multi_platform_index(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
     from airgap.bundle import resolve_image
-    from airgap.images import parse_image_ref
+    from airgap.plan.images import parse_image_ref
 
     for key in ("HOME", "REGCTL_CONFIG", "DOCKER_CONFIG"):
         monkeypatch.setenv(key, setup.env[key])

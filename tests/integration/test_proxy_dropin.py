@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import pytest
 
-from airgap.config import Plan, parse_plan
 from airgap.cri import CRIClient
 from airgap.errors import AirgapError
+from airgap.plan import Plan, parse_plan
 from airgap.render.proxy import render_proxy_dropin
 from tests.support.containerd import Containerd
 from tests.support.netns import NetnsLab

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from airgap.errors import AirgapError
-from airgap.images import parse_image_ref
 from airgap.mediatypes import OCI_INDEX, OCI_MANIFEST
+from airgap.plan.images import parse_image_ref
 from airgap.registry import RegistryAccessError, RegistryClient, upstream_client
 from airgap.render.sync import RegistryAccess
 from tests.support.ocibuild import make_test_images, regctl_for

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from airgap.config import Plan, mirror_ca_pem, parse_plan
 from airgap.cri import CRIClient
 from airgap.errors import AirgapError
-from airgap.images import parse_image_ref
+from airgap.plan import Plan, mirror_ca_pem, parse_plan
+from airgap.plan.images import parse_image_ref
 from airgap.render import RenderedFile
 from airgap.render.hosts import render_hosts_files
 from tests.support import free_port

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from airgap.config import parse_plan
+from airgap.plan import parse_plan
 from airgap.render.route import render_route
 from tests.support.require import require_binary
 

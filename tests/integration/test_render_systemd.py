@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from airgap.config import PROXY_DROPIN, parse_plan
+from airgap.plan import PROXY_DROPIN, parse_plan
 from airgap.render.proxy import render_proxy_dropin
 from tests.support.require import require_binary
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from airgap import tools
-from airgap.config import parse_plan
 from airgap.errors import AirgapError
-from airgap.images import parse_image_ref
-from airgap.lock import ImageLock, LockedImage
 from airgap.nodes import LocalNode
+from airgap.plan import parse_plan
+from airgap.plan.images import parse_image_ref
+from airgap.plan.lock import ImageLock, LockedImage
 from airgap.sideload import (
     SINGLE_ARCHIVE,
     RuntimeAccess,

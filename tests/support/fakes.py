@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airgap.config import CONTAINERD_UNIT, PROXY_DROPIN, SIDELOAD_DIR
 from airgap.errors import AirgapError, CommandError
 from airgap.nodes import STAND_IN_MARKER, STAND_IN_PROBE, RunResult, check_result
+from airgap.plan import CONTAINERD_UNIT, PROXY_DROPIN, SIDELOAD_DIR
 from airgap.sideload import SNAP_CTR
 
 Responder = Callable[[list[str], bytes | None], RunResult]

@@ -136,8 +136,8 @@ def test_a_compressed_archive_in_the_bundle_is_named(bundle: tuple[Path, Path]) 
 
 
 def test_deploy_verifies_with_the_trusted_root_it_is_given(bundle: tuple[Path, Path]) -> None:
-    from airgap.config import parse_plan
     from airgap.deploy import deploy
+    from airgap.plan import parse_plan
 
     b, root = bundle
     plan = parse_plan(

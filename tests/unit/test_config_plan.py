@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from airgap.config import (
+from airgap.errors import PlanError
+from airgap.plan import (
     CLASSIC_HOSTS_DIR,
     Mode,
     RoutePersistence,
@@ -18,7 +19,6 @@ from airgap.config import (
     starter_plan,
     workload_images,
 )
-from airgap.errors import PlanError
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from airgap.config import Mode, parse_plan, starter_plan
-from airgap.defaults import DEFAULT_CHANNEL, DEFAULT_K8S_VERSION, default_images
+from airgap.plan import Mode, parse_plan, starter_plan
+from airgap.plan.defaults import DEFAULT_CHANNEL, DEFAULT_K8S_VERSION, default_images
 from airgap.plan.sources import plan_images
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from airgap.bundle import Manifest, SnapEntry, write_manifest
-from airgap.config import PROXY_DROPIN, SIDELOAD_DIR, Plan, parse_plan
 from airgap.deploy import (
     BOOTSTRAP_CONFIG,
     DELIVERED,
@@ -21,9 +20,10 @@ from airgap.deploy import (
     deploy,
 )
 from airgap.errors import AirgapError
-from airgap.images import parse_image_ref
-from airgap.lock import ImageLock, LockedImage, write_lock
 from airgap.nodes import HAS_COMMAND_SCRIPT, STAND_IN_PROBE, Node, RunResult
+from airgap.plan import PROXY_DROPIN, SIDELOAD_DIR, Plan, parse_plan
+from airgap.plan.images import parse_image_ref
+from airgap.plan.lock import ImageLock, LockedImage, write_lock
 from airgap.render.route import NETPLAN_FILE
 from tests.support.fakes import FakeCluster, FakeNode
 from tests.unit.test_sideload_fixtures import Img, oci_archive

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from airgap.errors import ImageListError
-from airgap.images import (
+from airgap.plan.images import (
     ImageRef,
     format_image_list,
     merge_images,

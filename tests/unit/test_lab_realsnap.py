@@ -20,12 +20,12 @@ import pytest
 
 from airgap import deploy as deploy_mod
 from airgap import nodeset, sideload, tools
-from airgap.config import Mode, Plan, parse_plan
 from airgap.deploy import DeployReport, NodeReport, StepStatus
 from airgap.errors import AirgapError
-from airgap.images import parse_image_ref
-from airgap.lock import ImageLock, LockedImage, write_lock
 from airgap.nodes import RunResult
+from airgap.plan import Mode, Plan, parse_plan
+from airgap.plan.images import parse_image_ref
+from airgap.plan.lock import ImageLock, LockedImage, write_lock
 from lab import host, lifecycle, network, proof, state
 from lab.instances import (
     VM_NODE_CPUS,

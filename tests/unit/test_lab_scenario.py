@@ -8,10 +8,10 @@ import socket
 
 import pytest
 
-from airgap.config import Mode
 from airgap.errors import AirgapError
-from airgap.images import parse_image_ref
-from airgap.lock import ImageLock, LockedImage
+from airgap.plan import Mode
+from airgap.plan.images import parse_image_ref
+from airgap.plan.lock import ImageLock, LockedImage
 from lab import proof
 from lab.proof import realsnap_proof
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from airgap.config import Transport, parse_plan
 from airgap.errors import AirgapError
-from airgap.images import parse_image_ref
+from airgap.plan import Transport, parse_plan
+from airgap.plan.images import parse_image_ref
 from lab import host
 from lab.ca import LabCA
 from lab.image import Recipe, metadata_yaml

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from airgap.images import parse_image_ref
 from airgap.mirror import (
     _NO_SPACE,
     ImageResult,
@@ -16,6 +15,7 @@ from airgap.mirror import (
     _split_path,
     _Work,
 )
+from airgap.plan.images import parse_image_ref
 from airgap.show import human_bytes
 from airgap.show.mirror import summary_line
 

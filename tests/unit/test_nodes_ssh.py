@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from airgap.config import parse_plan
 from airgap.errors import AirgapError, CommandError, PlanError
 from airgap.nodes import LocalNode, SSHNode
 from airgap.nodeset import build_nodes
+from airgap.plan import parse_plan
 
 
 @dataclass

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from airgap.config import parse_plan
 from airgap.errors import AirgapError, ImageListError
-from airgap.images import parse_image_list, read_image_list
+from airgap.plan import parse_plan
+from airgap.plan.images import parse_image_list, read_image_list
 from tests.support.taskrun import assert_clean_error, run_task
 
 

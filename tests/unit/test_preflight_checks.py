@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from airgap.config import PROXY_DROPIN, Plan, parse_plan
-from airgap.images import parse_image_ref
 from airgap.nodes import RunResult
+from airgap.plan import PROXY_DROPIN, Plan, parse_plan
+from airgap.plan.images import parse_image_ref
 from airgap.preflight import (
     DF_SCRIPT,
     PORTS_ALL,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from airgap.errors import AirgapError
-from airgap.images import parse_image_ref
 from airgap.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from airgap.plan.images import parse_image_ref
 from airgap.registry import RegistryAccessError, RegistryClient, pick_platforms
 
 HOST = "reg.example:5000"

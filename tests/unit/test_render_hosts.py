@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import tomllib
 
-from airgap.config import CLASSIC_HOSTS_DIR, parse_plan
 from airgap.errors import PlanError
+from airgap.plan import CLASSIC_HOSTS_DIR, parse_plan
 from airgap.render.hosts import check_hosts_toml, render_hosts_files
 
 CA = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
@@ -223,9 +223,9 @@ def test_checker_flags_bad_keys_and_types() -> None:
 
 def test_two_registries_on_one_mirror_path_are_refused() -> None:
     """docker.io/foo/bar:1 and quay.io/foo/bar:1 would overwrite each other in the mirror."""
-    from airgap.config import check_mirror_paths, parse_plan
     from airgap.errors import PlanError
-    from airgap.images import parse_image_ref
+    from airgap.plan import check_mirror_paths, parse_plan
+    from airgap.plan.images import parse_image_ref
 
     def plan(prefix: str):  # type: ignore[no-untyped-def]
         return parse_plan({"access": ["mirror"],

@@ -14,8 +14,8 @@ import pytest
 import tomli_w
 import tomllib
 
-from airgap.config import parse_plan
 from airgap.errors import PlanError
+from airgap.plan import parse_plan
 from airgap.render.hosts import check_hosts_toml, hosts_toml_data, render_hosts_files
 
 CA = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"

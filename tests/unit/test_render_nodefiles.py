@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from airgap.config import parse_plan
-from airgap.images import parse_image_list
+from airgap.plan import parse_plan
+from airgap.plan.images import parse_image_list
 from airgap.render.nodefiles import render_connected_files, render_node_files
 
 IMAGES = parse_image_list("ghcr.io/canonical/coredns:1.11.1-ck4\nnginx\nquay.io:8443/a/b:1\n")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from airgap.config import PROXY_DROPIN, parse_plan
+from airgap.plan import PROXY_DROPIN, parse_plan
 from airgap.render.proxy import no_proxy_entries, render_proxy_dropin
 from airgap.render.systemd import systemd_quote
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from airgap.config import parse_plan
+from airgap.plan import parse_plan
 from airgap.render.route import render_route
 
 

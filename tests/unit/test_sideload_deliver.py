@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from airgap.config import SIDELOAD_DIR, parse_plan
 from airgap.errors import AirgapError
-from airgap.images import parse_image_ref
 from airgap.nodes import RunResult
+from airgap.plan import SIDELOAD_DIR, parse_plan
+from airgap.plan.images import parse_image_ref
 from airgap.sideload import confirm_images, deliver, parse_ctr_images, restart_runtime
 from tests.support.fakes import FakeNode
 from tests.unit.test_sideload_fixtures import Img, oci_archive

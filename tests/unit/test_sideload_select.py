@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from airgap.config import parse_plan
 from airgap.errors import AirgapError
-from airgap.images import parse_image_ref
-from airgap.lock import ImageLock, LockedImage
+from airgap.plan import parse_plan
+from airgap.plan.images import parse_image_ref
+from airgap.plan.lock import ImageLock, LockedImage
 from airgap.sideload import (
     Source,
     archive_file_name,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from airgap.errors import AirgapError
-from airgap.images import parse_image_ref
+from airgap.plan.images import parse_image_ref
 from airgap.sideload import archives_in, validate_archive, validate_archives
 from airgap.sideload.archive import read_archive
 from airgap.sideload.layout_tar import tar_overhead, write_layout_tar

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from airgap.config import Plan, parse_plan
 from airgap.errors import AirgapError, PlanError
-from airgap.images import parse_image_ref
+from airgap.plan import Plan, parse_plan
+from airgap.plan.images import parse_image_ref
 from airgap.render.sync import (
     RegistryAccess,
     mirror_path,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from airgap.errors import AirgapError
 from airgap.fileio import write_atomic
-from airgap.images import ImageRef, parse_image_ref
+from airgap.plan.images import ImageRef, parse_image_ref
 
 LOCK_VERSION = 1
 

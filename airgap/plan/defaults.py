@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from importlib import resources
 
-from airgap.images import ImageRef, parse_image_list
+from airgap.plan.images import ImageRef, parse_image_list
 
 DEFAULT_CHANNEL = "1.36-classic/stable"
 DEFAULT_K8S_VERSION = "1.36"
