@@ -10,8 +10,8 @@ import statistics
 import time
 from pathlib import Path
 
-from airgap.assertions import parse_stream
-from airgap.trust import TrustStore, verify_chains
+from airgap.snaps.assertions import parse_stream
+from airgap.snaps.trust import TrustStore, verify_chains
 
 ROOT = Path(__file__).resolve().parent.parent
 

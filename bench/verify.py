@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from airgap.assertions import parse_stream
 from airgap.snaps import snap_sha3_384, verify_snap
-from airgap.trust import TrustStore
+from airgap.snaps.assertions import parse_stream
+from airgap.snaps.trust import TrustStore
 from lab.standin import Authority, join_stream
 
 TARGET = 1.05

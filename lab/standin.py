@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from airgap import process
-from airgap.assertions import HeaderValue, b64url_nopad, encode_headers
+from airgap.snaps.assertions import HeaderValue, b64url_nopad, encode_headers
 
 ROOT_SINCE = "2020-01-01T00:00:00.0Z"
 TIMESTAMP = "2024-05-01T12:00:00.123456Z"

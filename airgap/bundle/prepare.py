@@ -33,7 +33,7 @@ from airgap.snaps import (
     snap_meta,
     verify_snap,
 )
-from airgap.trust import TrustStore
+from airgap.snaps.trust import TrustStore
 
 SUPPORT_CHANNEL = "latest/stable"
 

@@ -15,7 +15,7 @@ from airgap.bundle.manifest import Manifest, SnapEntry, read_manifest
 from airgap.errors import AirgapError
 from airgap.plan.lock import read_lock
 from airgap.snaps import FileDigests, SnapError, hash_file, verify_snap
-from airgap.trust import TrustError, TrustStore
+from airgap.snaps.trust import TrustError, TrustStore
 
 NO_CHECK_WARNING = (
     "WARNING: --no-signature-check: snap assertions are NOT checked against any root key. "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from airgap.assertions import AssertionError_, encode_headers, parse_stream, read_stream
+from airgap.snaps.assertions import AssertionError_, encode_headers, parse_stream, read_stream
 from tests.support.snapbuild import encode_assertion, join_stream, shared_authority
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "assertions"

@@ -17,7 +17,7 @@ from airgap.bundle import (
 )
 from airgap.errors import AirgapError
 from airgap.snaps import hash_file, verify_snap
-from airgap.trust import TrustStore
+from airgap.snaps.trust import TrustStore
 from tests.support.require import require_binary
 from tests.support.snapbuild import make_snap_set, shared_authority
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from airgap.assertions import parse_stream
 from airgap.snaps import (
     SnapError,
     download_snap,
@@ -17,7 +16,8 @@ from airgap.snaps import (
     snap_meta,
     verify_snap,
 )
-from airgap.trust import TrustStore
+from airgap.snaps.assertions import parse_stream
+from airgap.snaps.trust import TrustStore
 from tests.support.require import require_binary
 from tests.support.snapbuild import TestAuthority, build_snap, shared_authority
 

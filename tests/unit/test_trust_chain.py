@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from airgap.assertions import AssertionError_, HeaderValue, parse_stream, read_stream
-from airgap.trust import Chain, TrustError, TrustStore, account_key, verify_chains
+from airgap.snaps.assertions import AssertionError_, HeaderValue, parse_stream, read_stream
+from airgap.snaps.trust import Chain, TrustError, TrustStore, account_key, verify_chains
 from tests.support.snapbuild import (
     TIMESTAMP,
     TestAuthority,

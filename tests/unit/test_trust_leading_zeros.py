@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from airgap.assertions import Assertion, AssertionError_, parse_stream
-from airgap.trust import (
+from airgap.snaps.assertions import Assertion, AssertionError_, parse_stream
+from airgap.snaps.trust import (
     TrustError,
     TrustStore,
     check_signature,

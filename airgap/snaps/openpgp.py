@@ -19,11 +19,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
-from airgap.assertions import (
+from airgap.errors import AirgapError
+from airgap.snaps.assertions import (
     Assertion,
     b64url_nopad,
 )
-from airgap.errors import AirgapError
 
 FORMAT_V1 = 0x01
 

@@ -23,14 +23,14 @@ from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
-from airgap.assertions import (
+from airgap.snaps.assertions import (
     Assertion,
     AssertionError_,
     decode_b64_strict,
     parse_stream,
     read_stream,
 )
-from airgap.openpgp import (
+from airgap.snaps.openpgp import (
     PublicKey,
     Signature,
     TrustError,

@@ -4,7 +4,7 @@ On the air-gapped side `snap ack` + `snap install` is the only thing standing be
 a corrupted or substituted file and the nodes, and it fails late and vaguely. Here the
 same facts snapd checks are checked first, in Python, without snapd: the file's
 SHA3-384 and size against the snap-revision, the snap-id between snap-declaration
-and snap-revision, the snap's name, and (airgap.trust) the signature chain.
+and snap-revision, the snap's name, and (airgap.snaps.trust) the signature chain.
 
 Files are streamed in large chunks (a k8s snap is hundreds of MiB), never read whole.
 """
@@ -12,30 +12,16 @@ Files are streamed in large chunks (a k8s snap is hundreds of MiB), never read w
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from airgap import process
-from airgap.assertions import Assertion, AssertionError_, b64url_nopad, find, read_stream
-from airgap.errors import AirgapError, CommandError
-from airgap.plan.images import ImageRef, parse_image_list
-from airgap.trust import Chain, TrustError, TrustStore, verify_chains
+from airgap.errors import AirgapError
+from airgap.snaps.assertions import Assertion, AssertionError_, b64url_nopad, find, read_stream
+from airgap.snaps.trust import Chain, TrustError, TrustStore, verify_chains
 
 CHUNK = 4 * 1024 * 1024
-DOWNLOAD_TIMEOUT = 3600.0
-FROM_RESOLUTION = (
-    "On a machine that can reach the Snap Store run `snap download k8s --channel CHANNEL "
-    "--basename k8s`, then `snap download BASE --basename BASE` for the base snap named by "
-    "`base:` in k8s's meta/snap.yaml (`unsquashfs -cat k8s.snap meta/snap.yaml`; core22 "
-    "today) and `snap download snapd --basename snapd`, copy the .snap and "
-    ".assert files into one directory, then run `invoke prepare --from DIR`."
-)
 
 
 class SnapError(AirgapError):
@@ -260,134 +246,3 @@ def verify_snap(
         sha256=digests.sha256,
         chains=chains,
     )
-
-
-# --- inside a snap --------------------------------------------------------------------
-
-
-def read_snap_file(snap: Path, inner: str) -> bytes:
-    """One file from a squashfs snap (unsquashfs -cat), without unpacking the rest."""
-    if shutil.which("unsquashfs") is None:
-        raise SnapError(
-            "unsquashfs is not installed",
-            resolution="Install squashfs-tools (apt-get install squashfs-tools).",
-        )
-    try:
-        data = process.run_bytes(["unsquashfs", "-cat", str(snap), inner], timeout=300)
-    except CommandError as exc:
-        raise SnapError(
-            f"{snap}: cannot read {inner} from the snap",
-            details=exc.details,
-            resolution="Check that the file is a complete "
-            "snap (re-run `invoke prepare` to fetch it again).",
-        ) from None
-    return data
-
-
-@dataclass(frozen=True)
-class SnapMeta:
-    name: str
-    version: str
-    base: str | None
-    type: str
-
-
-def snap_meta(snap: Path) -> SnapMeta:
-    """meta/snap.yaml: the base snap is whatever it names (core22 today, never assumed)."""
-    raw = read_snap_file(snap, "meta/snap.yaml")
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise SnapError(f"{snap}: meta/snap.yaml is not valid YAML ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-        raise SnapError(f"{snap}: meta/snap.yaml has no name")
-    kind = str(data.get("type", "app"))
-    base = data.get("base")
-    if base is None and kind == "app":
-        base = "core"  # snapd's rule: an app snap without base: runs on core
-    return SnapMeta(
-        name=data["name"],
-        version=str(data.get("version", "")),
-        base=str(base) if base else None,
-        type=kind,
-    )
-
-
-def snap_images(snap: Path) -> list[ImageRef]:
-    """images.txt at the root of the k8s snap: the images its features run."""
-    raw = read_snap_file(snap, "images.txt")
-    return parse_image_list(raw.decode("utf-8", errors="replace"), source=f"{snap}:images.txt")
-
-
-# --- getting snaps --------------------------------------------------------------------
-
-
-def download_snap(name: str, channel: str, target: Path) -> tuple[Path, Path]:
-    """`snap download` into target; a missing `snap` or store gives the --from resolution."""
-    snap_cmd = shutil.which("snap")
-    if snap_cmd is None:
-        raise SnapError(
-            f"cannot download {name}: the `snap` command is not installed here",
-            resolution=FROM_RESOLUTION,
-        )
-    target.mkdir(parents=True, exist_ok=True)
-    argv = [
-        snap_cmd,
-        "download",
-        name,
-        f"--channel={channel}",
-        f"--basename={name}",
-        f"--target-directory={target}",
-    ]
-    try:
-        process.run(argv, timeout=DOWNLOAD_TIMEOUT)
-    except CommandError as exc:
-        raise SnapError(
-            f"`snap download {name}` failed (is the Snap Store reachable from here?)",
-            details=exc.details,
-            resolution=FROM_RESOLUTION,
-        ) from None
-    except AirgapError as exc:
-        raise SnapError(
-            f"`snap download {name}` did not finish: {exc.brief}", resolution=FROM_RESOLUTION
-        ) from None
-    snap, assertion = target / f"{name}.snap", target / f"{name}.assert"
-    if not snap.is_file() or not assertion.is_file():
-        raise SnapError(
-            f"`snap download {name}` wrote no {snap.name} / {assertion.name}",
-            resolution=FROM_RESOLUTION,
-        )
-    return snap, assertion
-
-
-def find_local_snap(from_dir: Path, name: str) -> tuple[Path, Path]:
-    """NAME.snap or NAME_REV.snap (snap download's default name) with its .assert."""
-    candidates = sorted({*from_dir.glob(f"{name}.snap"), *from_dir.glob(f"{name}_*.snap")})
-    candidates = [c for c in candidates if c.stem == name or c.stem[len(name) + 1 :].isdigit()]
-    if not candidates:
-        raise SnapError(
-            f"{from_dir}: no {name}.snap (or {name}_REVISION.snap)",
-            resolution=f"Download it with `snap download {name} --basename {name}` "
-            "on a connected machine and copy the .snap and .assert here.",
-        )
-    if len(candidates) > 1:
-        raise SnapError(
-            f"{from_dir}: several snaps for {name}: " + ", ".join(c.name for c in candidates),
-            resolution="Keep only the one to ship.",
-        )
-    snap = candidates[0]
-    assertion = snap.with_suffix(".assert")
-    if not assertion.is_file():
-        raise SnapError(
-            f"{from_dir}: {snap.name} has no {assertion.name} next to it",
-            resolution="Copy the .assert that `snap download` wrote with it.",
-        )
-    return snap, assertion
-
-
-def copy_file(src: Path, dst: Path) -> None:
-    """Copy to a temporary name next to dst, then rename: no half-written snap."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.partial")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
