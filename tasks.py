@@ -209,7 +209,7 @@ def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platfo
 
     from airgap import sideload as sl
     from airgap.bundle import Bundle
-    from airgap.nodeset import build_nodes, close_nodes
+    from airgap.nodes import build_nodes, close_nodes
     from airgap.plan import load_plan
     from airgap.plan.sources import plan_images_locked
     from airgap.show import sideload as show_sideload
@@ -274,7 +274,7 @@ def preflight(c, plan=None, bundle=None, node=None, debug=False):
 
     from rich.console import Console as _Console
 
-    from airgap.nodeset import build_nodes, close_nodes
+    from airgap.nodes import build_nodes, close_nodes
     from airgap.plan import load_plan
     from airgap.preflight import preflight as run_preflight
     from airgap.show.preflight import report_tables
@@ -318,7 +318,7 @@ def deploy(c, plan=None, bundle=None, node=None, timeout=900, trusted_root=None,
     from rich.console import Console as _Console
 
     from airgap.deploy import deploy as run_deploy
-    from airgap.nodeset import build_nodes, close_nodes
+    from airgap.nodes import build_nodes, close_nodes
     from airgap.plan import load_plan
     from airgap.show.deploy import report_tables
 

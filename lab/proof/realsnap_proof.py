@@ -29,7 +29,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from airgap import __version__, nodeset, sideload, tools
+from airgap import __version__, sideload, tools
 from airgap import deploy as deploy_mod
 from airgap.bundle import Bundle, PrepareReport, load_trust, verify_bundle
 from airgap.deploy import ClusterNode, cluster_member, parse_nodes
@@ -37,6 +37,7 @@ from airgap.errors import AirgapError
 from airgap.fanout import fan_out
 from airgap.fileio import write_atomic
 from airgap.nodes import Node
+from airgap.nodes import build as nodeset
 from airgap.plan import CLASSIC_HOSTS_DIR, PROXY_DROPIN, Mode
 from airgap.plan.images import DOCKER_HUB, parse_image_ref
 from airgap.plan.lock import read_lock

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
-from airgap import __version__, nodeset, sideload, tools
+from airgap import __version__, sideload, tools
 from airgap import deploy as deploy_mod
 from airgap.bundle import Bundle, load_trust, verify_bundle
 from airgap.cri import CRIClient
@@ -36,6 +36,7 @@ from airgap.errors import AirgapError
 from airgap.fanout import fan_out, fan_out_by
 from airgap.fileio import write_atomic
 from airgap.nodes import Node
+from airgap.nodes import build as nodeset
 from airgap.plan import CLASSIC_HOSTS_DIR, CONTAINERD_UNIT, PROXY_DROPIN, SIDELOAD_DIR, Mode
 from airgap.plan.images import DOCKER_HUB, parse_image_ref
 from airgap.plan.lock import read_lock

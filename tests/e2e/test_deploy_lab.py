@@ -77,7 +77,7 @@ def snapless_bundle(plan_path: Path, out: Path) -> Path:
 
 def test_preflight_and_deploy_on_lab_nodes(lab: Lab, tmp_path: Path) -> None:
     from airgap.deploy import STAND_IN_REASON, StepStatus, deploy
-    from airgap.nodeset import build_nodes
+    from airgap.nodes import build_nodes
     from airgap.plan import PROXY_DROPIN, load_plan
     from airgap.preflight import CheckStatus, preflight
     from lab.lxd import TRANSPORTS

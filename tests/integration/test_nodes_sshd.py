@@ -15,8 +15,7 @@ import pytest
 
 from airgap import process
 from airgap.errors import AirgapError, CommandError
-from airgap.nodes import SSHNode
-from airgap.nodeset import build_nodes
+from airgap.nodes import SSHNode, build_nodes
 from airgap.plan import parse_plan
 from tests.support.require import need, require_binary, require_root
 from tests.support.sshd import (

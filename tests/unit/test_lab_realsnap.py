@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 
 from airgap import deploy as deploy_mod
-from airgap import nodeset, sideload, tools
+from airgap import sideload, tools
 from airgap.deploy import DeployReport, NodeReport, StepStatus
 from airgap.errors import AirgapError
 from airgap.nodes import RunResult
+from airgap.nodes import build as nodeset
 from airgap.plan import Mode, Plan, parse_plan
 from airgap.plan.images import parse_image_ref
 from airgap.plan.lock import ImageLock, LockedImage, write_lock

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from airgap.errors import AirgapError, CommandError, PlanError
-from airgap.nodes import LocalNode, SSHNode
-from airgap.nodeset import build_nodes
+from airgap.nodes import LocalNode, SSHNode, build_nodes
 from airgap.plan import parse_plan
 
 

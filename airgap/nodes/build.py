@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from airgap.errors import PlanError
-from airgap.nodes import LocalNode, Node, SSHNode
+from airgap.nodes.base import Node
+from airgap.nodes.local import LocalNode
+from airgap.nodes.ssh import SSHNode
 from airgap.plan import Node as PlanNode
 from airgap.plan import Plan, Transport
 

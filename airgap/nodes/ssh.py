@@ -1,133 +1,15 @@
-"""Nodes: where steps run. One protocol, several transports.
-
-Every deploy, side-load and preflight step takes Nodes, so the same code serves the
-lab (LXDNode, in lab/lxd.py), real machines over SSH (SSHNode) and this machine
-(LocalNode, optionally inside a network namespace). Unit tests use a recording fake.
-"""
+"""A machine over SSH (Fabric) as a Node."""
 
 from __future__ import annotations
 
 import shlex
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
-from airgap import process
-from airgap.errors import AirgapError, CommandError
-from airgap.fileio import write_atomic
-
-
-@dataclass(frozen=True)
-class RunResult:
-    argv: list[str]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
-
-
-@runtime_checkable
-class Node(Protocol):
-    """Runs commands and moves files on one machine."""
-
-    name: str
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        check: bool = True,
-        env: Mapping[str, str] | None = None,
-        input: bytes | None = None,
-        timeout: float | None = None,
-    ) -> RunResult: ...
-
-    def put(self, local: Path, remote: str, mode: int = 0o644) -> None:
-        """Copy a local file to the node, creating parent directories."""
-        ...
-
-    def write(self, remote: str, data: bytes, mode: int = 0o644) -> None:
-        """Write bytes to a file on the node, creating parent directories."""
-        ...
-
-    def get(self, remote: str) -> bytes:
-        """Read a file from the node."""
-        ...
-
-
-def check_result(node_name: str, result: RunResult) -> RunResult:
-    if result.returncode != 0:
-        raise CommandError(
-            result.argv, result.returncode, result.stdout, result.stderr, where=node_name
-        )
-    return result
-
-
-@dataclass
-class LocalNode:
-    """This machine, or a network namespace on it (``netns``: a name in /run/netns).
-
-    Namespaces are entered with nsenter, not ``ip netns exec``, which remounts /sys
-    and breaks runc (FACTS).
-    """
-
-    name: str = "local"
-    netns: str | None = None
-    sudo: bool = False
-    extra_env: dict[str, str] = field(default_factory=dict)
-
-    def _wrap(self, argv: Sequence[str]) -> list[str]:
-        out = [str(a) for a in argv]
-        if self.netns:
-            out = ["nsenter", f"--net=/run/netns/{self.netns}", "--", *out]
-        if self.sudo:
-            out = ["sudo", "-n", *out]
-        return out
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        check: bool = True,
-        env: Mapping[str, str] | None = None,
-        input: bytes | None = None,
-        timeout: float | None = None,
-    ) -> RunResult:
-        full_env = {**self.extra_env, **(env or {})}
-        proc = process.run(
-            self._wrap(argv), env=full_env or None, input=input, check=False, timeout=timeout
-        )
-        result = RunResult(list(map(str, argv)), proc.returncode, proc.stdout, proc.stderr)
-        return check_result(self.name, result) if check else result
-
-    def put(self, local: Path, remote: str, mode: int = 0o644) -> None:
-        dest = Path(remote)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.part")
-        shutil.copyfile(local, tmp)
-        tmp.chmod(mode)
-        tmp.replace(dest)
-
-    def write(self, remote: str, data: bytes, mode: int = 0o644) -> None:
-        write_atomic(remote, data, mode)
-
-    def get(self, remote: str) -> bytes:
-        return Path(remote).read_bytes()
-
-    def __str__(self) -> str:
-        return self.name if not self.netns else f"{self.name} (netns {self.netns})"
-
-
-def shell_quote(argv: Sequence[str]) -> str:
-    return shlex.join([str(a) for a in argv])
-
-
-# --- SSH ---------------------------------------------------------------------------
+from airgap.errors import AirgapError
+from airgap.nodes.base import RunResult, check_result, shell_quote
 
 SSH_CONNECT_TIMEOUT = 15
 _STAGING_DIR = "/tmp"
@@ -349,35 +231,3 @@ class SSHNode:
         return f"{self.name} ({self.user}@{self.host}:{self.port})"
 
 
-# --- observations shared by deploy and preflight ------------------------------------
-
-# Written by the lab on nodes where Debian's containerd stands in for the k8s snap.
-STAND_IN_MARKER = "/etc/k8s-airgap/stand-in"
-
-
-# dash's `command -v` exits 127 when the name is missing, which transports report as
-# "command not found" (an error); exit 1 keeps it an ordinary answer.
-HAS_COMMAND_SCRIPT = 'command -v "$1" >/dev/null || exit 1'
-
-
-def has_command(node: Node, name: str) -> bool:
-    """Whether ``name`` is on the node's PATH (no exception for a missing binary)."""
-    return node.run(["sh", "-c", HAS_COMMAND_SCRIPT, "sh", name], check=False).ok
-
-
-# The lab's stand-in unit says so in its Description (lab/roles/node.py).
-STAND_IN_UNIT = "/etc/systemd/system/snap.k8s.containerd.service"
-STAND_IN_PROBE = (
-    f'test -e {STAND_IN_MARKER} || grep -qs "^Description=.*runtime stand-in" {STAND_IN_UNIT}'
-)
-
-
-def is_stand_in(node: Node) -> bool:
-    """Whether the node runs the lab's runtime stand-in instead of the k8s snap."""
-    return node.run(["sh", "-c", STAND_IN_PROBE], check=False).ok
-
-
-def read_text(node: Node, path: str) -> str | None:
-    """A text file's content on the node, or None when it does not exist."""
-    res = node.run(["cat", path], check=False)
-    return res.stdout if res.ok else None
