@@ -1,8 +1,8 @@
-"""Resolve images to digests: regctl (as `invoke prepare` does it today) vs the registry client.
+"""Resolve images to digests: regctl (as `invoke prepare` did it) vs the registry client.
 
 One loopback Distribution registry holds N offline-built images and one multi-platform
 index. Both ways resolve the same references for the same platform, one image after the
-other as prepare does: regctl with the calls bundle's resolve_image makes (the
+other as prepare does: regctl with the calls bundle's resolve_image made (the
 descriptor, the raw manifest, and for a single-platform image its config blob), and
 airgap.registry.RegistryClient.resolve over one keep-alive connection. Prints both
 times, the calls made and the ratio; asserts nothing but that both give the same answer.
@@ -103,7 +103,7 @@ def main() -> None:
 
         ours, theirs = statistics.median(client_s), statistics.median(regctl_s)
         print(f"{'':28} {'seconds':>8} {'calls':>18}")
-        print(f"{'regctl (bundle today)':28} {theirs:8.3f} {resolver.calls:>9} processes")
+        print(f"{'regctl (as prepare did)':28} {theirs:8.3f} {resolver.calls:>9} processes")
         print(f"{'RegistryClient.resolve':28} {ours:8.3f} {client.requests:>9} requests")
         print(f"ratio client/regctl: {ours / theirs:.3f} ({theirs / ours:.0f}x faster); "
               f"median of {args.runs} run(s); same digests and platforms: yes")

@@ -17,7 +17,7 @@ from pathlib import Path
 from airgap import __version__, process, tools
 from airgap.bundle.layout import Bundle
 from airgap.bundle.manifest import Manifest, SnapEntry, write_manifest
-from airgap.bundle.resolve import Progress, _quiet, _regctl, resolve_images
+from airgap.bundle.resolve import RESOLVE_TIMEOUT, Progress, _quiet, resolve_images
 from airgap.errors import AirgapError
 from airgap.plan import Plan, workload_images
 from airgap.plan.images import ImageRef, merge_images
@@ -95,7 +95,8 @@ def _tool_versions(downloaded: bool, resolved: bool) -> dict[str, str]:
     out["unsquashfs"] = first[0] if first else "?"
     if resolved:
         out["regctl"] = (
-            _regctl(["version", "--format", "{{.VCSTag}}"]).strip() or tools.REGCLIENT_VERSION
+            tools.run_tool("regctl", ["version", "--format", "{{.VCSTag}}"],
+                           timeout=RESOLVE_TIMEOUT).stdout.strip() or tools.REGCLIENT_VERSION
         )
     if downloaded and shutil.which("snap"):
         lines = process.run(["snap", "version"], check=False).stdout.splitlines()

@@ -12,8 +12,14 @@ from airgap.registry.client import (
     api_reference,
     pick_platforms,
 )
-from airgap.registry.clients import api_host, mirror_client, upstream_client
+from airgap.registry.clients import (
+    api_host,
+    mirror_client,
+    pinning_client,
+    regctl_hosts,
+    upstream_client,
+)
 
 __all__ = ["ManifestInfo", "ManifestNotFound", "RegistryAccessError", "RegistryClient",
            "ResolvedImage", "_proxy_for", "api_host", "api_reference", "mirror_client",
-           "pick_platforms", "upstream_client"]
+           "pick_platforms", "pinning_client", "regctl_hosts", "upstream_client"]

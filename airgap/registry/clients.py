@@ -1,8 +1,14 @@
-"""The clients the product builds: the plan's mirror (its CA and credentials) and the
-upstream registries (anonymous, at their API host)."""
+"""The clients the product builds: the plan's mirror (its CA and credentials), the
+upstream registries (anonymous, at their API host), and the registries prepare pins
+digests from, configured as regclient is (regctl's config: `regctl registry set` and
+`regctl registry login`, at $REGCTL_CONFIG or ~/.regctl/config.json)."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from airgap.errors import PlanError
@@ -51,4 +57,49 @@ def upstream_client(access: RegistryAccess) -> RegistryClient:
         ca_hint=f"Give the CA of {access.host} (--upstream-ca).",
         credentials_hint=f"upstream {access.host} requires a login, and upstreams are read "
         "without one: take the images from a registry that allows anonymous pulls.",
+    )
+
+
+def regctl_config_path() -> Path:
+    """Where regctl keeps its per-registry settings (its own rule)."""
+    env = os.environ.get("REGCTL_CONFIG")
+    return Path(env) if env else Path.home() / ".regctl" / "config.json"
+
+
+def regctl_hosts(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    """regctl's per-registry settings (tls, regcert, user/pass); {} when there are none."""
+    path = path or regctl_config_path()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise PlanError(
+            f"{path}: cannot read regctl's configuration ({exc})",
+            resolution="Fix or remove the file (`regctl registry set` writes it), or point "
+            "REGCTL_CONFIG at a valid one.",
+        ) from None
+    hosts = data.get("hosts") if isinstance(data, dict) else None
+    return {str(k): v for k, v in hosts.items() if isinstance(v, dict)} if isinstance(
+        hosts, dict) else {}
+
+
+def pinning_client(registry: str, hosts: dict[str, dict[str, Any]] | None = None
+                   ) -> RegistryClient:
+    """A client for a registry prepare pins digests from, with regctl's settings for it:
+    plain http (`--tls disabled`), an unverified certificate (`insecure`), a private CA
+    (`--cacert`) and a login (`regctl registry login`)."""
+    host = api_host(registry)
+    settings = hosts if hosts is not None else regctl_hosts()
+    cfg = settings.get(registry) or settings.get(host) or {}
+    tls = str(cfg.get("tls", "enabled"))
+    user, password = cfg.get("user"), cfg.get("pass")
+    return RegistryClient(
+        host, tls=tls != "disabled", insecure=tls == "insecure",
+        ca_pem=str(cfg["regcert"]) if cfg.get("regcert") else None,
+        credentials=(str(user), str(password)) if user and password else None,
+        label=registry,
+        ca_hint=f"Trust the CA of {registry}: `regctl registry set {registry} --cacert "
+        "\"$(cat ca.pem)\"`, or add it to the system's CAs (SSL_CERT_FILE).",
+        credentials_hint=f"{registry} requires a login: `regctl registry login {registry}`.",
     )
