@@ -12,10 +12,10 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from airgap.progress import Say
 from lab import host, instances, network, state
 from lab.ca import LabCA
 from lab.image import build_image
@@ -30,8 +30,6 @@ from lab.topology import (
     Upstream,
 )
 
-Progress = Callable[[str], None]
-
 
 @dataclass
 class UpResult:
@@ -42,7 +40,7 @@ class UpResult:
 
 
 def up(spec: LabSpec, *, root: Path | None = None, image_server: str | None = None,
-       progress: Progress | None = None) -> UpResult:
+       progress: Say | None = None) -> UpResult:
     say = progress or (lambda _m: None)
     t0 = time.monotonic()
     timings: dict[str, float] = {}
@@ -131,7 +129,7 @@ class DownResult:
     seconds: float
 
 
-def down(spec: LabSpec, *, root: Path | None = None, progress: Progress | None = None
+def down(spec: LabSpec, *, root: Path | None = None, progress: Say | None = None
          ) -> DownResult:
     """Remove everything up made, whatever state the lab is in."""
     say = progress or (lambda _m: None)

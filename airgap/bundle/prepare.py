@@ -17,11 +17,12 @@ from pathlib import Path
 from airgap import __version__, process, tools
 from airgap.bundle.layout import Bundle
 from airgap.bundle.manifest import Manifest, SnapEntry, write_manifest
-from airgap.bundle.resolve import RESOLVE_TIMEOUT, Progress, _quiet, resolve_images
+from airgap.bundle.resolve import RESOLVE_TIMEOUT, resolve_images
 from airgap.errors import AirgapError
 from airgap.plan import Plan, workload_images
 from airgap.plan.images import ImageRef, merge_images
 from airgap.plan.lock import ImageLock, read_lock, write_lock
+from airgap.progress import Say, quiet
 from airgap.snaps import (
     SnapError,
     VerifiedSnap,
@@ -61,7 +62,7 @@ def _fetch_snap(
     layout: Bundle,
     from_dir: Path | None,
     trust: TrustStore | None,
-    progress: Progress,
+    progress: Say,
 ) -> PreparedSnap:
     """Keep a snap that still verifies; otherwise fetch it again and verify before keeping."""
     snap, assertion = layout.snap(name), layout.assertion(name)
@@ -121,7 +122,7 @@ def prepare_bundle(
     from_dir: Path | None = None,
     trust: TrustStore | None,
     refresh_images: bool = False,
-    progress: Progress = _quiet,
+    progress: Say = quiet,
 ) -> PrepareReport:
     """Fetch and verify the snaps, pin the images, write the manifest last."""
     bundle = Path(bundle)

@@ -8,21 +8,18 @@ processes per image this module used to start (ratio 0.063).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from airgap.errors import AirgapError
 from airgap.mediatypes import INDEX_TYPES
 from airgap.plan.images import ImageRef, merge_images
 from airgap.plan.lock import ImageLock, LockedImage
+from airgap.progress import Say, quiet
 from airgap.registry import RegistryClient, pinning_client, regctl_hosts
 
 RESOLVE_TIMEOUT = 120.0
 
-Progress = Callable[[str], None]
 
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def resolve_image(ref: ImageRef, platforms: Sequence[str], source: str,
@@ -54,7 +51,7 @@ def resolve_images(
     k8s: Sequence[ImageRef],
     workload: Sequence[ImageRef],
     platforms: Sequence[str],
-    progress: Progress = _quiet,
+    progress: Say = quiet,
 ) -> ImageLock:
     k8s_names = {r.name for r in k8s}
     images = merge_images(k8s, workload)
@@ -75,4 +72,4 @@ def resolve_images(
     return ImageLock(platforms=list(platforms), images=locked)
 
 
-__all__ = ["INDEX_TYPES", "RESOLVE_TIMEOUT", "Progress", "resolve_image", "resolve_images"]
+__all__ = ["INDEX_TYPES", "RESOLVE_TIMEOUT", "resolve_image", "resolve_images"]

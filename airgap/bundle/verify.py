@@ -4,7 +4,6 @@ side-load archives against the runtime's rules."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from airgap.bundle.layout import Bundle
 from airgap.bundle.manifest import Manifest, SnapEntry, read_manifest
 from airgap.errors import AirgapError
 from airgap.plan.lock import read_lock
+from airgap.progress import Say, quiet
 from airgap.snaps import FileDigests, SnapError, hash_file, verify_snap
 from airgap.snaps.trust import TrustError, TrustStore
 
@@ -23,11 +23,7 @@ NO_CHECK_WARNING = (
     "brand store instead."
 )
 
-Progress = Callable[[str], None]
 
-
-def _quiet(_: str) -> None:
-    pass
 
 
 class BundleError(AirgapError):
@@ -75,7 +71,7 @@ def verify_bundle(
     bundle: Path,
     trusted_root: Path | None = None,
     check_signatures: bool = True,
-    progress: Progress = _quiet,
+    progress: Say = quiet,
 ) -> VerifyReport:
     """Re-check every file against the manifest and every snap against its assertions.
 

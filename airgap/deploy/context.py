@@ -12,6 +12,7 @@ from pathlib import Path
 from airgap.deploy.contents import BundleContents
 from airgap.nodes import Node
 from airgap.plan import Plan
+from airgap.progress import NodeSay, node_quiet
 from airgap.render import RenderedFile
 from airgap.wait import Clock, Sleep
 
@@ -29,11 +30,7 @@ PENDING = "pending"  # archives copied; containerd is not running yet (real snap
 # bootstrap/join): the snap imports them when bootstrap or join starts it
 
 Deliver = Callable[[Plan, Node, Sequence[Path]], str]
-Progress = Callable[[str, str], None]
 
-
-def _no_progress(_node: str, _msg: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -50,7 +47,7 @@ class Context:
     sleep: Sleep = time.sleep
     clock: Clock = time.monotonic
     parallel: int = 8
-    progress: Progress = _no_progress
+    progress: NodeSay = node_quiet
 
 
 def remote_path(bundle: BundleContents, local: Path) -> str:

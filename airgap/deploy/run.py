@@ -16,7 +16,6 @@ from airgap.deploy.context import (
     READY_TIMEOUT,
     Context,
     Deliver,
-    Progress,
 )
 from airgap.deploy.report import DeployReport, StepStatus
 from airgap.deploy.sideload import confirm_sideloaded, default_deliver
@@ -26,6 +25,7 @@ from airgap.fanout import fan_out_by
 from airgap.nodes import Node
 from airgap.plan import Mode, Plan, check_mirror_paths, mirror_ca_pem
 from airgap.plan.images import registries
+from airgap.progress import NodeSay
 from airgap.render import RenderedFile
 from airgap.render.hosts import render_hosts_files
 from airgap.render.proxy import render_proxy_dropin
@@ -47,7 +47,7 @@ def deploy(
     sleep: Sleep = time.sleep,
     clock: Clock = time.monotonic,
     parallel: int = 8,
-    on_progress: Progress | None = None,
+    on_progress: NodeSay | None = None,
 ) -> DeployReport:
     """Deploy the plan's nodes from ``bundle_dir``. Failures are in the report, not raised.
 

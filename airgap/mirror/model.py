@@ -90,7 +90,7 @@ class Work:
 
 
 class MirrorProgress(Protocol):
-    """Progress of a run, by phase key ("check", "plan", "sync", "verify").
+    """Say of a run, by phase key ("check", "plan", "sync", "verify").
 
     ``advance`` is called from worker threads; ``done`` fills a phase's bar.
     """

@@ -31,7 +31,6 @@ from airgap.sideload.deliver import (
 )
 from airgap.sideload.export import EXPORT_TIMEOUT, SINGLE_ARCHIVE, export_images
 from airgap.sideload.select import (
-    Progress,
     SideloadImage,
     Source,
     archive_file_name,
@@ -54,7 +53,7 @@ from airgap.sideload.validate import (
 __all__ = [
     "COMPRESSED_SUFFIXES", "CONFIRM_INTERVAL", "CONFIRM_TIMEOUT", "EXPORT_TIMEOUT",
     "SINGLE_ARCHIVE", "SNAP_CTR", "ArchiveImage", "ArchiveReport", "DeliveryRow",
-    "NodeDelivery", "Progress", "RuntimeAccess", "SideloadImage", "Source",
+    "NodeDelivery", "RuntimeAccess", "SideloadImage", "Source",
     "archive_file_name", "archives_in", "confirm_images", "ctr_command", "deliver",
     "delivery_outcome", "expected_from_lock", "expected_refs", "export_images",
     "not_imported", "not_imported_error", "parse_ctr_images", "plan_platform",

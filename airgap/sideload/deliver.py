@@ -13,7 +13,8 @@ from airgap.fanout import fan_out
 from airgap.nodes import Node
 from airgap.plan import CONTAINERD_UNIT, SIDELOAD_DIR, Plan
 from airgap.plan.images import ImageRef
-from airgap.sideload.select import Progress, _quiet, plan_platform
+from airgap.progress import Say, quiet
+from airgap.sideload.select import plan_platform
 from airgap.sideload.validate import ArchiveReport, validate_archives
 from airgap.wait import poll
 
@@ -174,7 +175,7 @@ def _deliver_one(
     reports: Sequence[ArchiveReport],
     runtime: RuntimeAccess,
     timeout: float,
-    progress: Progress,
+    progress: Say,
 ) -> NodeDelivery:
     result = NodeDelivery(node.name)
     want = {img.name: img.digest for rep in reports for img in rep.images}
@@ -204,7 +205,7 @@ def deliver(
     platform: str | None = None,
     runtime: RuntimeAccess | None = None,
     timeout: float = CONFIRM_TIMEOUT,
-    progress: Progress = _quiet,
+    progress: Say = quiet,
 ) -> list[NodeDelivery]:
     """Validate every archive (nothing moves if one fails), copy them to every node in
     parallel, restart the runtime (import happens only at start), and confirm on each

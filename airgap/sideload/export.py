@@ -13,9 +13,10 @@ from pathlib import Path
 from airgap import tools
 from airgap.errors import AirgapError, CommandError
 from airgap.mediatypes import OCI_INDEX
+from airgap.progress import Say, quiet
 from airgap.sideload.archive import NAME_ANNOTATION, REF_ANNOTATION
 from airgap.sideload.layout_tar import layout_files, write_layout_tar
-from airgap.sideload.select import Progress, SideloadImage, Source, _quiet, expected_refs
+from airgap.sideload.select import SideloadImage, Source, expected_refs
 from airgap.sideload.validate import ArchiveReport, validate_archives
 
 SINGLE_ARCHIVE = "images.tar"
@@ -45,7 +46,7 @@ def export_images(
     *,
     source: Source | None = None,
     single_archive: bool = False,
-    progress: Progress = _quiet,
+    progress: Say = quiet,
 ) -> list[ArchiveReport]:
     """Export, validate, and only then move the archives into out_dir (all or nothing)."""
     if not images:
@@ -92,7 +93,7 @@ def _build_single(
     work: Path,
     platform: str,
     source: Source | None,
-    progress: Progress,
+    progress: Say,
 ) -> Path:
     """One OCI layout for all images: regctl copies into an ocidir (each blob once),
     then index.json is rewritten with one named entry per image."""

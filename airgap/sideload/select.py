@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -12,12 +12,6 @@ from airgap.plan import Plan
 from airgap.plan.images import ImageRef
 from airgap.plan.lock import ImageLock
 from airgap.platforms import parse_platform
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)

@@ -41,13 +41,14 @@ from airgap.nodes import build as nodeset
 from airgap.plan import CLASSIC_HOSTS_DIR, PROXY_DROPIN, Mode
 from airgap.plan.images import DOCKER_HUB, parse_image_ref
 from airgap.plan.lock import read_lock
+from airgap.progress import Say
 from lab import host, lifecycle
 from lab.lxd import TRANSPORTS
 from lab.plandocs import mode_plan
 from lab.proof.connected import connected_side
 from lab.proof.evidence import expected_digests, isolation_checks
 from lab.proof.kubectl import cluster_records, image_id_digest, kubectl, run_workload_pod
-from lab.proof.steps import MODES, Progress, Steps
+from lab.proof.steps import MODES, Steps
 from lab.report import PodRecord, PullRecord, Report
 from lab.topology import LabSpec
 
@@ -197,7 +198,7 @@ def _snap_summary(prep: PrepareReport) -> str:
 
 
 def run_real(spec: LabSpec, report: Report, steps: Steps, work: Path, root: Path | None,
-             say: Progress, image_server: str) -> None:
+             say: Say, image_server: str) -> None:
     with steps.step("lab up (VM nodes for the real k8s snap)") as row:
         up = lifecycle.up(spec, root=root, image_server=image_server,
                           progress=lambda m: say(f"  {m}"))

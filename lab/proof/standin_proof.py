@@ -40,6 +40,7 @@ from airgap.nodes import build as nodeset
 from airgap.plan import CLASSIC_HOSTS_DIR, CONTAINERD_UNIT, PROXY_DROPIN, SIDELOAD_DIR, Mode
 from airgap.plan.images import DOCKER_HUB, parse_image_ref
 from airgap.plan.lock import read_lock
+from airgap.progress import Say, quiet
 from lab import host, lifecycle, network, state
 from lab.lxd import TRANSPORTS, LXDNode, expose_unix_socket, wait_command, wait_until
 from lab.plandocs import mode_plan
@@ -54,7 +55,7 @@ from lab.proof.evidence import (
     negative_unnamed_archive,
     proxy_log_evidence,
 )
-from lab.proof.steps import MODES, Progress, Steps, quiet
+from lab.proof.steps import MODES, Steps
 from lab.report import PullRecord, Report, to_json, to_markdown
 from lab.standin import Authority, make_snap_set
 from lab.topology import PROXY_PORT, InstanceType, LabSpec, Runtime, Upstream
@@ -159,7 +160,7 @@ def prove(
     out: Path = Path("reports"),
     keep: bool = False,
     k8s_snap: bool = False,
-    progress: Progress | None = None,
+    progress: Say | None = None,
     *,
     root: Path | None = None,
     slot: int = 0,
@@ -216,7 +217,7 @@ def prove(
 
 
 def _run(spec: LabSpec, report: Report, steps: Steps, work: Path, root: Path | None,
-         say: Progress) -> None:
+         say: Say) -> None:
     with steps.step("lab up") as row:
         up = lifecycle.up(spec, root=root, progress=lambda m: say(f"  {m}"))
         st = up.state

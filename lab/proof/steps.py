@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from airgap.plan import Mode
+from airgap.progress import Say
 from lab.report import Report
 
-Progress = Callable[[str], None]
 MODES = (Mode.proxy, Mode.mirror, Mode.sideload)
 
 
-def quiet(_: str) -> None:
-    pass
-
-
 class Steps:
-    def __init__(self, report: Report, say: Progress) -> None:
+    def __init__(self, report: Report, say: Say) -> None:
         self.report, self.say = report, say
 
     @contextlib.contextmanager
