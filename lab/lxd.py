@@ -269,7 +269,7 @@ def remove_device(project: str, instance: str, device: str) -> None:
 
 
 def node_from_plan(node: PlanNode) -> Node:
-    """The Node for a plan entry with ``transport: lxd`` (injected into airgap.nodeset)."""
+    """The Node for a plan entry with ``transport: lxd`` (injected into airgap.nodes.build)."""
     return LXDNode(name=node.name, instance=node.lxd.instance or node.name,
                    project=node.lxd.project)
 

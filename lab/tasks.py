@@ -1,4 +1,4 @@
-"""invoke lab.*: thin wrappers around lab.lifecycle, lab.image and lab.host."""
+"""invoke lab.*: thin wrappers around lab.lifecycle, lab.image, lab.host and lab.proof."""
 
 from __future__ import annotations
 
