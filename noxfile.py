@@ -29,9 +29,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PY)
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the library (airgap/, lab/)."""
+    """mypy --strict on the library, the lab, the tasks and the benchmarks."""
     _install(session)
-    session.run("mypy", "airgap", "lab")
+    session.run("mypy", "airgap", "lab", "tasks.py", "bench")
 
 
 @nox.session(python=PY)

@@ -8,34 +8,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from invoke import Collection, Exit, task
+from invoke import Collection, Context, Exit, task  # type: ignore[attr-defined]
 from rich.console import Console
 
-from airgap.cli import configure_logging, user_errors
+from airgap.bundle import NO_CHECK_WARNING
+from airgap.cli import TRUST_HELP, configure_logging, trust_flags, user_errors
 from lab.lxd import TRANSPORTS as LAB_TRANSPORTS  # transport: lxd, for the lab's nodes
 
 console = Console(stderr=True)
 
-# Every task that checks snap assertion signatures takes these two flags, with this help.
-TRUST_HELP = {
-    "trusted_root": "Root account-key assertion to trust instead of Canonical's (a brand "
-    "store, the lab, tests).",
-    "no_signature_check": "Do not check assertion signatures (loud warning; last resort).",
-}
-
-
 def _trust_flags(trusted_root: str | None, no_signature_check: bool) -> tuple[Path | None, bool]:
-    """(--trusted-root as a Path or None, whether signatures are checked); warns loudly."""
-    from airgap.bundle import NO_CHECK_WARNING
-
-    check = not (no_signature_check and not trusted_root)
+    root, check = trust_flags(trusted_root, no_signature_check)
     if not check:
         console.print(f"[bold red]{NO_CHECK_WARNING}[/]")
-    return (Path(trusted_root) if trusted_root else None), check
+    return root, check
 
 
 @task(help={"debug": "Log every command run (secrets are never logged)."})
-def version(c, debug=False):
+def version(c: Context, debug: bool = False) -> None:
     """Print the k8s-airgap version and the tools it finds."""
     configure_logging(debug)
     from airgap import __version__
@@ -56,7 +46,8 @@ def version(c, debug=False):
         "debug": "Log every command run (secrets are never logged).",
     }
 )
-def render(c, plan=None, out=None, images=None, bundle=None, debug=False):
+def render(c: Context, plan: str | None = None, out: str | None = None,
+           images: str | None = None, bundle: str | None = None, debug: bool = False) -> None:
     """Write every file the plan puts on each node (and the connected side) into a folder."""
     configure_logging(debug)
     from pathlib import Path
@@ -86,7 +77,8 @@ def render(c, plan=None, out=None, images=None, bundle=None, debug=False):
         "force": "Overwrite the file if it exists.",
     }
 )
-def init(c, out="airgap.yaml", mode="mirror", force=False):
+def init(c: Context, out: str = "airgap.yaml", mode: str = "mirror",
+         force: bool = False) -> None:
     """Write a commented starter plan (airgap.yaml) to edit."""
     from pathlib import Path
 
@@ -113,7 +105,7 @@ def init(c, out="airgap.yaml", mode="mirror", force=False):
         "debug": "Log every command run (secrets are never logged).",
     }
 )
-def tools(c, force=False, check=False, debug=False):
+def tools(c: Context, force: bool = False, check: bool = False, debug: bool = False) -> None:
     """Install the pinned regsync and regctl (go install) into .bin/ and check their versions."""
     configure_logging(debug)
     from rich.table import Table
@@ -148,8 +140,10 @@ def tools(c, force=False, check=False, debug=False):
         "debug": "Log every command run (secrets are never logged).",
     },
 )
-def mirror(c, plan=None, bundle=None, lock=None, images=None, config=None,
-           insecure_upstream=None, upstream_ca=None, parallel=6, debug=False):
+def mirror(c: Context, plan: str | None = None, bundle: str | None = None,
+           lock: str | None = None, images: str | None = None, config: str | None = None,
+           insecure_upstream: list[str] | None = None, upstream_ca: str | None = None,
+           parallel: int = 6, debug: bool = False) -> None:
     """Copy every image into the private mirror with regsync, then verify each by digest."""
     configure_logging(debug)
     from pathlib import Path
@@ -200,9 +194,11 @@ def mirror(c, plan=None, bundle=None, lock=None, images=None, config=None,
     },
     iterable=["node"],
 )
-def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platform=None,
-             source=None, node=None, timeout=120, debug=False, deliver=False, export=True,
-             single_archive=False):
+def sideload(c: Context, plan: str | None = None, out: str | None = None,
+             bundle: str | None = None, lock: str | None = None, images: str | None = None,
+             platform: str | None = None, source: str | None = None,
+             node: list[str] | None = None, timeout: int = 120, debug: bool = False,
+             deliver: bool = False, export: bool = True, single_archive: bool = False) -> None:
     """Export named, validated image archives for side-loading; optionally deliver them."""
     configure_logging(debug)
     from pathlib import Path
@@ -218,7 +214,7 @@ def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platfo
         raise Exit("Error: --plan FILE is required (see `invoke sideload --help`)", code=1)
     if not out and not bundle:
         raise Exit("Error: --out DIR (or --bundle DIR) is required", code=1)
-    out_dir = Path(out) if out else Bundle(Path(bundle)).images_dir
+    out_dir = Path(out) if out else Bundle(Path(str(bundle))).images_dir
     stdout = Console()
     with user_errors():
         p = load_plan(plan)
@@ -267,7 +263,8 @@ def sideload(c, plan=None, out=None, bundle=None, lock=None, images=None, platfo
     },
     iterable=["node"],
 )
-def preflight(c, plan=None, bundle=None, node=None, debug=False):
+def preflight(c: Context, plan: str | None = None, bundle: str | None = None,
+              node: list[str] | None = None, debug: bool = False) -> None:
     """Check every node before install: route, ports, proxy/mirror, disk, snapd, clock."""
     configure_logging(debug)
     from pathlib import Path
@@ -309,8 +306,9 @@ def preflight(c, plan=None, bundle=None, node=None, debug=False):
     },
     iterable=["node"],
 )
-def deploy(c, plan=None, bundle=None, node=None, timeout=900, trusted_root=None,
-           no_signature_check=False, debug=False):
+def deploy(c: Context, plan: str | None = None, bundle: str | None = None,
+           node: list[str] | None = None, timeout: int = 900, trusted_root: str | None = None,
+           no_signature_check: bool = False, debug: bool = False) -> None:
     """Install k8s from the bundle, configure the runtime, bootstrap, join, wait for Ready."""
     configure_logging(debug)
     from pathlib import Path
@@ -361,8 +359,10 @@ def deploy(c, plan=None, bundle=None, node=None, timeout=900, trusted_root=None,
         "debug": "Log every command run.",
     }
 )
-def prepare(c, plan=None, bundle=None, from_=None, trusted_root=None, no_signature_check=False,
-            refresh_images=False, debug=False):
+def prepare(c: Context, plan: str | None = None, bundle: str | None = None,
+            from_: str | None = None, trusted_root: str | None = None,
+            no_signature_check: bool = False, refresh_images: bool = False,
+            debug: bool = False) -> None:
     """Build the bundle that crosses the gap: snaps + assertions, images.lock, manifest."""
     configure_logging(debug)
     from pathlib import Path
@@ -397,7 +397,8 @@ def prepare(c, plan=None, bundle=None, from_=None, trusted_root=None, no_signatu
         "debug": "Log every command run.",
     }
 )
-def verify(c, bundle=None, trusted_root=None, no_signature_check=False, debug=False):
+def verify(c: Context, bundle: str | None = None, trusted_root: str | None = None,
+           no_signature_check: bool = False, debug: bool = False) -> None:
     """Re-check a bundle against its manifest and every snap against its assertions."""
     configure_logging(debug)
     from pathlib import Path

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from airgap.errors import AirgapError
 
@@ -38,3 +39,18 @@ def configure_logging(debug: bool) -> None:
     """--debug logs every command run (secrets travel in env or stdin, never logged)."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+
+
+# Every task that checks snap assertion signatures takes these two flags, with this help.
+TRUST_HELP = {
+    "trusted_root": "Root account-key assertion to trust instead of Canonical's (a brand "
+    "store, the lab, tests).",
+    "no_signature_check": "Do not check assertion signatures (loud warning; last resort).",
+}
+
+
+def trust_flags(trusted_root: str | None, no_signature_check: bool) -> tuple[Path | None, bool]:
+    """(--trusted-root as a Path or None, whether signatures are checked): a trusted root
+    given with --no-signature-check still checks, against that root."""
+    check = not (no_signature_check and not trusted_root)
+    return (Path(trusted_root) if trusted_root else None), check

@@ -20,7 +20,7 @@ from airgap.errors import AirgapError, CommandError
 log = logging.getLogger(__name__)
 
 
-def _prepare(argv: Sequence[str], env: Mapping[str, str] | None, verb: str
+def _prepare(argv: Sequence[str | os.PathLike[str]], env: Mapping[str, str] | None, verb: str
              ) -> tuple[list[str], dict[str, str] | None]:
     """argv as strings (logged), and the full environment when env adds to it."""
     args = [str(a) for a in argv]
@@ -39,7 +39,7 @@ def _not_found(argv: list[str], resolution: str | None) -> AirgapError:
 
 
 def run(
-    argv: Sequence[str],
+    argv: Sequence[str | os.PathLike[str]],
     *,
     env: Mapping[str, str] | None = None,
     input: bytes | None = None,
@@ -75,7 +75,7 @@ def run(
 
 
 def run_bytes(
-    argv: Sequence[str],
+    argv: Sequence[str | os.PathLike[str]],
     *,
     env: Mapping[str, str] | None = None,
     check: bool = True,
@@ -97,7 +97,7 @@ def run_bytes(
 
 
 def popen(
-    argv: Sequence[str],
+    argv: Sequence[str | os.PathLike[str]],
     *,
     env: Mapping[str, str] | None = None,
     stdout: int | IO[Any] | None = None,
