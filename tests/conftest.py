@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-# Under CI, every program the run starts must be on airgap/data/binaries.toml.
 from tests.support.containerd import Containerd, start_containerd
 from tests.support.netns import NetnsLab
 from tests.support.registry import Registry, TestCA, start_registry

@@ -132,3 +132,11 @@ def test_a_test_run_that_starts_an_unlisted_program_fails(tmp_path: Path) -> Non
     test.write_text(test.read_text().replace("check=True", "check=False"))
     assert good.returncode == 0, good.stdout + good.stderr
     assert "all listed" in good.stdout
+
+
+def test_every_run_loads_the_recorder(pytestconfig: pytest.Config) -> None:
+    # Loaded by pyproject's addopts (-p), so no import can be tidied away; under CI it
+    # records to a file every child process inherits.
+    assert pytestconfig.pluginmanager.has_plugin("tests.support.binaryrecord")
+    if os.environ.get("CI") == "true":
+        assert os.environ.get(binaries.RECORD_ENV)
