@@ -6,9 +6,11 @@ Nothing else in airgap/ imports rich. Shared pieces: ``human_bytes`` and ``style
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from typing import TypeVar
+
+from rich.table import Table
 
 E = TypeVar("E", bound=Enum)
 
@@ -26,3 +28,14 @@ def human_bytes(n: int) -> str:
 def styled(status: E, styles: Mapping[E, str]) -> str:
     """rich markup for a status value in its colour."""
     return f"[{styles[status]}]{status.value}[/]"
+
+
+def node_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
+    """One node's table, left-aligned title: the first two columns as they are (name,
+    result), the rest folded (details and fixes can be long)."""
+    table = Table(title=title, title_justify="left")
+    for n, column in enumerate(columns):
+        table.add_column(column, overflow="fold" if n >= 2 else "ellipsis")
+    for row in rows:
+        table.add_row(*row)
+    return table

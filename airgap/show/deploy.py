@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from airgap.deploy.report import DeployReport, StepStatus
-from airgap.show import styled
+from airgap.show import node_table, styled
 
 _STYLE = {
     StepStatus.done: "green",
@@ -18,14 +18,9 @@ _STYLE = {
 
 def report_tables(report: DeployReport) -> list[Table]:
     """One rich Table per node."""
-    tables = []
-    for n in report.nodes:
-        title = f"{n.name} ({n.role}{', runtime stand-in' if n.stand_in else ''})"
-        t = Table(title=title, title_justify="left")
-        t.add_column("step")
-        t.add_column("result")
-        t.add_column("detail", overflow="fold")
-        for s in n.steps:
-            t.add_row(s.step, styled(s.status, _STYLE), s.detail)
-        tables.append(t)
-    return tables
+    return [
+        node_table(f"{n.name} ({n.role}{', runtime stand-in' if n.stand_in else ''})",
+                   ("step", "result", "detail"),
+                   [(s.step, styled(s.status, _STYLE), s.detail) for s in n.steps])
+        for n in report.nodes
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from airgap.preflight.report import CheckStatus, PreflightReport
-from airgap.show import styled
+from airgap.show import node_table, styled
 
 _STYLE = {
     CheckStatus.ok: "green",
@@ -17,14 +17,8 @@ _STYLE = {
 
 def report_tables(report: PreflightReport) -> list[Table]:
     """One rich Table per node: check, result, detail, fix."""
-    tables = []
-    for n in report.nodes:
-        t = Table(title=f"{n.name} ({n.role})", title_justify="left")
-        t.add_column("check")
-        t.add_column("result")
-        t.add_column("detail", overflow="fold")
-        t.add_column("fix", overflow="fold")
-        for c in n.checks:
-            t.add_row(c.name, styled(c.status, _STYLE), c.detail, c.fix)
-        tables.append(t)
-    return tables
+    return [
+        node_table(f"{n.name} ({n.role})", ("check", "result", "detail", "fix"),
+                   [(c.name, styled(c.status, _STYLE), c.detail, c.fix) for c in n.checks])
+        for n in report.nodes
+    ]

@@ -67,6 +67,21 @@ def render_for(plan: Plan, upstreams: Sequence[str]) -> list[RenderedFile]:
     return render_hosts_files(plan, upstreams, mirror_ca_pem(plan))
 
 
+def assert_miss_fails_fast(cri: CRIClient, ref: str) -> None:
+    """A pull of an image the mirror lacks fails at once with "not found", at the mirror."""
+    started = time.monotonic()
+    with pytest.raises(AirgapError) as err:
+        cri.pull_image(ref)
+    elapsed = time.monotonic() - started
+    text = str(err.value)
+    assert elapsed < FAIL_FAST_SECONDS, text
+    assert ref in text
+    assert "not found" in text, text
+    # No x509 error: top-level `ca` makes the mirror-as-server trusted too (FACTS).
+    assert "x509" not in text and "certificate" not in text, text
+    assert "connection refused" not in text, text
+
+
 def pull_and_check(ctrd: Containerd, ref: str, digest: str) -> None:
     with CRIClient(ctrd.socket) as cri:
         assert cri.image_status(ref) is None
@@ -157,17 +172,7 @@ def test_fallback_off_missing_image_fails_fast_with_not_found(
     with CRIClient(ctrd.socket) as cri:
         for name in (UPSTREAM, upstream):
             assert cri.pull_image(f"{name}/canonical/present:1").startswith("sha256:")
-            started = time.monotonic()
-            with pytest.raises(AirgapError) as err:
-                cri.pull_image(f"{name}/canonical/missing:1")
-            elapsed = time.monotonic() - started
-            text = str(err.value)
-            assert elapsed < FAIL_FAST_SECONDS, text
-            assert f"{name}/canonical/missing:1" in text
-            assert "not found" in text, text
-            # No x509 error: top-level `ca` makes the mirror-as-server trusted too (FACTS).
-            assert "x509" not in text and "certificate" not in text, text
-            assert "connection refused" not in text, text
+            assert_miss_fails_fast(cri, f"{name}/canonical/missing:1")
 
 
 def test_fallback_on_tries_the_upstream_after_a_miss(
