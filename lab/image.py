@@ -19,7 +19,7 @@ import shutil
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +45,11 @@ ROLE_PACKAGES: dict[str, tuple[str, ...]] = {
     "bastion": (),
 }
 
+# Installed with apt after debootstrap: snapd's postinst fails inside debootstrap's
+# second stage, and succeeds in the finished chroot (policy-rc.d, /proc mounted). In a
+# container there are no loop devices, so snapd mounts snaps with squashfuse (fuse3).
+LATE_PACKAGES: tuple[str, ...] = ("snapd", "squashfuse", "fuse3")
+
 # Installed by Debian's packages and started by their postinst on a real system; in the
 # image they stay disabled and each role enables what it runs.
 DISABLED_UNITS = ("docker-registry.service", "squid.service", "containerd.service")
@@ -58,6 +63,7 @@ class Recipe:
     mirror: str
     arch: str
     packages: tuple[str, ...]
+    late: tuple[str, ...] = LATE_PACKAGES
     disabled: tuple[str, ...] = DISABLED_UNITS
     masked: tuple[str, ...] = MASKED_UNITS
     version: int = RECIPE_VERSION
@@ -65,7 +71,8 @@ class Recipe:
     def digest(self) -> str:
         data = json.dumps(
             {"suite": self.suite, "mirror": self.mirror, "arch": self.arch,
-             "packages": sorted(self.packages), "disabled": sorted(self.disabled),
+             "packages": sorted(self.packages), "late": sorted(self.late),
+             "disabled": sorted(self.disabled),
              "masked": sorted(self.masked), "version": self.version},
             sort_keys=True,
         )
@@ -243,6 +250,18 @@ def _customise(root: Path, recipe: Recipe) -> None:
                     f.unlink()
 
 
+def _install_late(root: Path, packages: Sequence[str]) -> None:
+    """apt-get install in the finished chroot, with /proc mounted (snapd's postinst)."""
+    proc = root / "proc"
+    proc.mkdir(exist_ok=True)
+    process.run(["mount", "-t", "proc", "proc", str(proc)])
+    try:
+        _chroot(root, ["apt-get", "update", "-qq"])
+        _chroot(root, ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages])
+    finally:
+        process.run(["umount", "-l", str(proc)], check=False)
+
+
 def _debootstrap(root: Path, recipe: Recipe) -> None:
     policy = root / "usr/sbin/policy-rc.d"
     process.run(
@@ -256,6 +275,8 @@ def _debootstrap(root: Path, recipe: Recipe) -> None:
     policy.write_text("#!/bin/sh\nexit 101\n")
     policy.chmod(0o755)
     try:
+        if recipe.late:
+            _install_late(root, recipe.late)
         _customise(root, recipe)
     finally:
         policy.unlink(missing_ok=True)
@@ -318,7 +339,7 @@ def build_image(
         root = Path(tmp) / "rootfs"
         if progress:
             progress(f"debootstrap {recipe.suite} from {recipe.mirror} "
-                     f"({len(recipe.packages)} packages)")
+                     f"({len(recipe.packages)} packages, then {len(recipe.late)} with apt)")
         _debootstrap(root, recipe)
         if progress:
             progress(f"writing {dest}")

@@ -231,6 +231,9 @@ def instance_config(spec: LabSpec, m: Member, itype: InstanceType) -> dict[str, 
             config["linux.sysctl.net.ipv4.ip_forward"] = "0"
         if m.role == "node":
             config["security.nesting"] = "true"
+            # snapd mounts snaps with squashfuse (no loop devices in a container); the
+            # host's /dev/fuse appears inside owned by nobody, so it is made afresh.
+            devices["fuse"] = {"type": "unix-char", "path": "/dev/fuse"}
     else:
         config["security.secureboot"] = VM_SECUREBOOT
         if m.role == "node":

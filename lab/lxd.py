@@ -149,7 +149,9 @@ class LXDNode:
             full += ["sh", "-c", 'f=$1; shift; "$@" < "$f"; rc=$?; rm -f "$f"; exit $rc',
                      "sh", stdin_file]
         full += argv
-        environment = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        # /snap/bin as on Ubuntu (and sudo's secure_path there): the snap's `k8s` command.
+        environment = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:"
+                               "/snap/bin",
                        "LC_ALL": "C.UTF-8", **(env or {})}
         self._instance()
         try:

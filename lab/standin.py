@@ -296,6 +296,7 @@ def build_snap(
     images: Sequence[str] = (),
     files: Mapping[str, bytes] | None = None,
     pad: int = 0,
+    modes: Mapping[str, int] | None = None,
 ) -> Path:
     """A real squashfs snap at workdir/<name>.snap (meta/snap.yaml, images.txt)."""
     root = workdir / f"{name}-root"
@@ -313,6 +314,9 @@ def build_snap(
     for rel, content in (files or {}).items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(content)
+        mode = (modes or {}).get(rel, 0o755 if rel.startswith("bin/") else None)
+        if mode is not None:
+            (root / rel).chmod(mode)
     if pad:
         (root / "padding.bin").write_bytes(hashlib.shake_256(name.encode()).digest(pad))
     out = workdir / f"{name}.snap"
@@ -343,3 +347,52 @@ def make_snap_set(
         assertion.write_bytes(authority.assert_for(snap, name, revision=str(100 + n)))
         out[name] = (snap, assertion)
     return out
+
+
+# --- snaps a real snapd installs (the real-snapd lab) --------------------------------
+
+# What snapd needs in a base it mounts: a shell and the usual empty mount points.
+BASE_DIRS = ("dev", "etc", "home", "root", "proc", "sys", "tmp", "run", "media", "mnt",
+             "snap", "var/snap", "var/lib/snapd", "var/tmp", "var/log", "var/lib", "usr/src",
+             "usr/lib/snapd", "lib/modules", "lib/firmware", "writable")
+K8S_CLI = """#!/bin/sh
+# k8s stand-in CLI (k8s-airgap lab): says what it is; not Canonical Kubernetes.
+echo "k8s stand-in CLI (k8s-airgap lab): $*"
+"""
+CONTAINERD_APP = "#!/bin/sh\nexec sleep 2147483647\n"
+
+
+def build_snapd_set(directory: Path, *, snapd_info: str, base: str = "core22",
+                    k8s_version: str = "1.36.0") -> dict[str, Path]:
+    """A base, a snapd and a classic k8s that a real snapd installs with --dangerous.
+
+    ``snapd_info``: the node's /usr/lib/snapd/info, so snapd does not re-exec into the
+    stand-in (it has no snapd binary). k8s has the apps the product relies on: the
+    ``containerd`` daemon (snap.k8s.containerd.service) and the ``k8s`` command.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    busybox = Path("/bin/busybox")
+    base_files = {f"{d}/.keep": b"" for d in BASE_DIRS}
+    base_files["bin/busybox"] = busybox.read_bytes()
+    snaps = {
+        base: build_snap(directory, base, snap_type="base", files=base_files),
+        "snapd": build_snap(directory, "snapd", version=_info_version(snapd_info),
+                            snap_type="snapd",
+                            files={"usr/lib/snapd/info": snapd_info.encode()}),
+    }
+    k8s_meta = (f"name: k8s\nversion: '{k8s_version}'\nsummary: stand-in k8s\nbase: {base}\n"
+                "confinement: classic\ngrade: stable\napps:\n  k8s:\n    command: bin/k8s\n"
+                "  containerd:\n    command: bin/containerd\n    daemon: simple\n")
+    snaps["k8s"] = build_snap(directory, "k8s", files={
+        "meta/snap.yaml": k8s_meta.encode(), "bin/k8s": K8S_CLI.encode(),
+        "bin/containerd": CONTAINERD_APP.encode()}, modes={"bin/k8s": 0o755,
+                                                           "bin/containerd": 0o755,
+                                                           "bin/busybox": 0o755})
+    return snaps
+
+
+def _info_version(info: str) -> str:
+    for line in info.splitlines():
+        if line.startswith("VERSION="):
+            return line.split("=", 1)[1].split("-", 1)[0] or "0"
+    return "0"

@@ -94,12 +94,14 @@ class NodeDeploy:
     def inspect(self) -> tuple[StepStatus, str]:
         self.report.stand_in = is_stand_in(self.node)
         has_snap = has_command(self.node, "snap")
-        if self.ctx.bundle.snaps and has_snap:
+        if self.ctx.bundle.snaps and has_snap and not self.report.stand_in:
             self.snap_possible = True
-            return StepStatus.done, "snapd present" + (
-                " (runtime stand-in marker present too)" if self.report.stand_in else ""
-            )
-        why = "the bundle has no snaps" if not self.ctx.bundle.snaps else "no snap command"
+            return StepStatus.done, "snapd present"
+        # A node running the lab's runtime stand-in keeps it, even where snapd is there
+        # too (the lab image carries snapd): the stand-in replaces the k8s snap.
+        why = ("the bundle has no snaps" if not self.ctx.bundle.snaps else
+               "snapd present, the stand-in replaces the k8s snap" if has_snap else
+               "no snap command")
         if self.report.stand_in:
             self.skip_reason = f"{STAND_IN_REASON} ({why})"
             return StepStatus.done, f"runtime stand-in; {why}"

@@ -73,6 +73,7 @@ class FakeNode:
     missing_commands: set[str] = field(default_factory=set)
     # Revision that `snap install PATH` installs, by snap name.
     snap_revisions: dict[str, str] = field(default_factory=dict)
+    local_installs: dict[str, int] = field(default_factory=dict)  # --dangerous: x1, x2, ...
     commands: list[list[str]] = field(default_factory=list)
     inputs: list[bytes | None] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
@@ -219,14 +220,32 @@ class FakeNode:
                     return fail("error: no matching snaps installed")
                 rev = self.snaps[name]
                 head = "Name  Version  Rev  Tracking  Publisher  Notes\n"
-                return RunResult(a, 0, f"{head}{name}  1.0  {rev}  -  canonical**  -\n", "")
+                # Notes as snapd prints them (checked against a real snapd in the lab).
+                notes = {"k8s": "classic", "snapd": "snapd"}.get(name, "base")
+                return RunResult(a, 0, f"{head}{name}  1.0  {rev}  -  canonical**  {notes}\n",
+                                 "")
             case ["snap", "ack", path]:
                 return ok if path in self.files else fail(f"cannot read {path}")
-            case ["snap", "install", path, *_]:
+            case ["snap", "install", *args]:
+                path = next((x for x in args if not x.startswith("-")), "")
+                flags = [x for x in args if x.startswith("-")]
                 if path not in self.files:
                     return fail(f"cannot find {path}")
                 name = Path(path).stem
-                self.snaps[name] = self.snap_revisions.get(name, "1")
+                # As a real snapd does (tests/integration/test_lab_snapd.py): an app snap
+                # needs its base and snapd first (else snapd asks the store), a classic
+                # snap needs --classic, and a file installed again is a new revision.
+                if name == "k8s" and (len(self.snaps.keys() - {"k8s"}) < 2):
+                    return fail('cannot perform the following tasks:\n- Ensure prerequisites '
+                                'for "k8s" are available (cannot install snap base: no store)')
+                if name == "k8s" and "--classic" not in flags:
+                    return fail('This revision of snap "k8s" was published using classic '
+                                "confinement ... repeat the command including --classic.")
+                if "--dangerous" in flags:
+                    self.local_installs[name] = self.local_installs.get(name, 0) + 1
+                    self.snaps[name] = f"x{self.local_installs[name]}"
+                else:
+                    self.snaps[name] = self.snap_revisions.get(name, "1")
                 return ok
             case ["ip", "-4", "route", "show", "default"]:
                 out = self.default_route + ("\n" if self.default_route else "")
