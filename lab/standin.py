@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from airgap import process
 from airgap.snaps.assertions import HeaderValue, b64url_nopad, encode_headers
+from airgap.snaps.openpgp import SNAPD_KEY_TIME
 
 ROOT_SINCE = "2020-01-01T00:00:00.0Z"
 TIMESTAMP = "2024-05-01T12:00:00.123456Z"
@@ -74,7 +75,7 @@ class SigningKey:
     name: str
     account_id: str
     private: rsa.RSAPrivateKey
-    created: int = 1577836800
+    created: int = SNAPD_KEY_TIME  # snapd derives ids at this time (airgap.snaps.openpgp)
 
     @property
     def packet(self) -> bytes:

@@ -153,6 +153,33 @@ def _packet(blob: bytes, where: str, want_tag: int, what: str) -> bytes:
     return body
 
 
+# snapd derives a key's id and OpenPGP key id from its RSA numbers with this creation
+# time, whatever the packet says (asserts/crypto.go: v1FixedTimestamp, 2016-01-01T00:00Z);
+# Canonical's keys carry it. A key made with another time gets another id there.
+SNAPD_KEY_TIME = 1451606400
+
+
+def _mpi_bytes(value: int) -> bytes:
+    return struct.pack(">H", value.bit_length()) + value.to_bytes((value.bit_length() + 7) // 8,
+                                                                   "big")
+
+
+def snapd_key_body(n: int, e: int) -> bytes:
+    """The public-key packet body snapd hashes: v4, SNAPD_KEY_TIME, RSA, n, e."""
+    return (b"\x04" + struct.pack(">I", SNAPD_KEY_TIME) + bytes([ALGO_RSA]) + _mpi_bytes(n)
+            + _mpi_bytes(e))
+
+
+def _header(tag: int, length: int) -> bytes:
+    """A new-format packet header, as Go's OpenPGP code writes it."""
+    if length < 192:
+        return bytes([0xC0 | tag, length])
+    if length < 8384:
+        length -= 192
+        return bytes([0xC0 | tag, (length >> 8) + 192, length & 0xFF])
+    return bytes([0xC0 | tag, 0xFF]) + struct.pack(">I", length)
+
+
 def parse_public_key(blob: bytes, where: str) -> PublicKey:
     body = _packet(blob, where, TAG_PUBLIC_KEY, "public key")
     r = _Reader(body, f"{where}: public key")
@@ -174,9 +201,12 @@ def parse_public_key(blob: bytes, where: str) -> PublicKey:
         key = rsa.RSAPublicNumbers(e, n).public_key()
     except ValueError as exc:
         raise TrustError(f"{where}: invalid RSA public key ({exc})") from None
-    fingerprint = hashlib.sha1(b"\x99" + struct.pack(">H", len(body)) + body).digest()
+    # As snapd: the id and the OpenPGP key id of the key rebuilt at SNAPD_KEY_TIME.
+    normal = snapd_key_body(n, e)
+    fingerprint = hashlib.sha1(b"\x99" + struct.pack(">H", len(normal)) + normal).digest()
+    packet = _header(TAG_PUBLIC_KEY, len(normal)) + normal
     return PublicKey(
-        key_id=b64url_nopad(hashlib.sha3_384(blob).digest()),
+        key_id=b64url_nopad(hashlib.sha3_384(b"\x01" + packet).digest()),
         created=created,
         rsa_key=key,
         openpgp_key_id=fingerprint[-8:],

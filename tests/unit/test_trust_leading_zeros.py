@@ -170,3 +170,21 @@ def test_every_single_byte_flip_of_a_real_revision_fails(name: str) -> None:
             continue
         passed.append(i)
     assert passed == []
+
+
+def test_a_key_made_at_another_time_gets_snapds_id_not_its_own() -> None:
+    # snapd (asserts/crypto.go) hashes the key rebuilt at 2016-01-01, whatever time the
+    # packet carries; so does parse_public_key. A header id over the raw packet of a key
+    # made in 2020 is what snapd refuses ("public key does not match provided key id").
+    import hashlib
+
+    from airgap.snaps.assertions import b64url_nopad
+    from airgap.snaps.openpgp import SNAPD_KEY_TIME, parse_public_key
+    from lab.standin import new_key
+
+    key = new_key("k", "acct")
+    assert key.created == SNAPD_KEY_TIME
+    assert parse_public_key(key.blob, "k").key_id == key.key_id
+    key.created = 1577836800  # 2020-01-01
+    raw_id = b64url_nopad(hashlib.sha3_384(key.blob).digest())
+    assert parse_public_key(key.blob, "k").key_id != raw_id
