@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from airgap import process
 from airgap.snaps.assertions import HeaderValue, b64url_nopad, encode_headers
-from airgap.snaps.openpgp import SNAPD_KEY_TIME
+from airgap.snaps.openpgp import SNAPD_KEY_TIME, packet_header
 
 ROOT_SINCE = "2020-01-01T00:00:00.0Z"
 TIMESTAMP = "2024-05-01T12:00:00.123456Z"
@@ -51,15 +51,7 @@ def _signature_mpi(raw: bytes) -> bytes:
 
 
 def _new_packet(tag: int, body: bytes) -> bytes:
-    n = len(body)
-    if n < 192:
-        length = bytes([n])
-    elif n < 8384:
-        n -= 192
-        length = bytes([(n >> 8) + 192, n & 0xFF])
-    else:
-        length = b"\xff" + struct.pack(">I", n)
-    return bytes([0xC0 | tag]) + length + body
+    return packet_header(tag, len(body)) + body
 
 
 def _wrap(text: str, width: int = 76) -> str:

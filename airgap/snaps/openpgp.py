@@ -170,7 +170,7 @@ def snapd_key_body(n: int, e: int) -> bytes:
             + _mpi_bytes(e))
 
 
-def _header(tag: int, length: int) -> bytes:
+def packet_header(tag: int, length: int) -> bytes:
     """A new-format packet header, as Go's OpenPGP code writes it."""
     if length < 192:
         return bytes([0xC0 | tag, length])
@@ -204,7 +204,7 @@ def parse_public_key(blob: bytes, where: str) -> PublicKey:
     # As snapd: the id and the OpenPGP key id of the key rebuilt at SNAPD_KEY_TIME.
     normal = snapd_key_body(n, e)
     fingerprint = hashlib.sha1(b"\x99" + struct.pack(">H", len(normal)) + normal).digest()
-    packet = _header(TAG_PUBLIC_KEY, len(normal)) + normal
+    packet = packet_header(TAG_PUBLIC_KEY, len(normal)) + normal
     return PublicKey(
         key_id=b64url_nopad(hashlib.sha3_384(b"\x01" + packet).digest()),
         created=created,
