@@ -26,7 +26,7 @@ from airgap.bundle.manifest import (
     write_manifest,
 )
 from airgap.bundle.prepare import SUPPORT_CHANNEL, PreparedSnap, PrepareReport, prepare_bundle
-from airgap.bundle.resolve import INDEX_TYPES, RESOLVE_TIMEOUT, resolve_image, resolve_images
+from airgap.bundle.resolve import resolve_image, resolve_images
 from airgap.bundle.verify import (
     NO_CHECK_WARNING,
     BundleError,
@@ -39,13 +39,11 @@ from airgap.bundle.verify import (
 __all__ = [
     "CONNECTED_DIR",
     "IMAGES_DIR",
-    "INDEX_TYPES",
     "LOCK_FILE",
     "MANIFEST",
     "MANIFEST_VERSION",
     "NO_CHECK_WARNING",
     "PARTIAL_DIR",
-    "RESOLVE_TIMEOUT",
     "SNAPS_DIR",
     "SUPPORT_CHANNEL",
     "Bundle",

@@ -17,7 +17,7 @@ from pathlib import Path
 from airgap import __version__, process, tools
 from airgap.bundle.layout import Bundle
 from airgap.bundle.manifest import Manifest, SnapEntry, write_manifest
-from airgap.bundle.resolve import RESOLVE_TIMEOUT, resolve_images
+from airgap.bundle.resolve import resolve_images
 from airgap.errors import AirgapError
 from airgap.plan import Plan, workload_images
 from airgap.plan.images import ImageRef, merge_images
@@ -97,7 +97,7 @@ def _tool_versions(downloaded: bool, resolved: bool) -> dict[str, str]:
     if resolved:
         out["regctl"] = (
             tools.run_tool("regctl", ["version", "--format", "{{.VCSTag}}"],
-                           timeout=RESOLVE_TIMEOUT).stdout.strip() or tools.REGCLIENT_VERSION
+                           timeout=60).stdout.strip() or tools.REGCLIENT_VERSION
         )
     if downloaded and shutil.which("snap"):
         lines = process.run(["snap", "version"], check=False).stdout.splitlines()

@@ -11,15 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from airgap.errors import AirgapError
-from airgap.mediatypes import INDEX_TYPES
 from airgap.plan.images import ImageRef, merge_images
 from airgap.plan.lock import ImageLock, LockedImage
 from airgap.progress import Say, quiet
 from airgap.registry import RegistryClient, pinning_client, regctl_hosts
-
-RESOLVE_TIMEOUT = 120.0
-
-
 
 
 def resolve_image(ref: ImageRef, platforms: Sequence[str], source: str,
@@ -72,4 +67,4 @@ def resolve_images(
     return ImageLock(platforms=list(platforms), images=locked)
 
 
-__all__ = ["INDEX_TYPES", "RESOLVE_TIMEOUT", "resolve_image", "resolve_images"]
+__all__ = ["resolve_image", "resolve_images"]
