@@ -188,3 +188,25 @@ def test_a_key_made_at_another_time_gets_snapds_id_not_its_own() -> None:
     key.created = 1577836800  # 2020-01-01
     raw_id = b64url_nopad(hashlib.sha3_384(key.blob).digest())
     assert parse_public_key(key.blob, "k").key_id != raw_id
+
+
+@pytest.mark.parametrize("name", ["canonical-root", "canonical-store"])
+def test_canonicals_real_keys_carry_snapds_fixed_time_and_their_header_id(name: str) -> None:
+    # Real data, not made by our code: Canonical's account-keys are made at the time snapd
+    # rebuilds every key with, so for them the raw packet and snapd's rebuild agree.
+    import base64
+    import hashlib
+
+    from airgap.snaps.assertions import b64url_nopad, parse_stream
+    from airgap.snaps.openpgp import SNAPD_KEY_TIME, parse_public_key
+
+    path = Path(__file__).resolve().parents[1] / "data" / "assertions" / \
+        f"{name}.account-key.assert"
+    (key,) = [a for a in parse_stream(path.read_bytes(), source=path.name)
+              if a.type == "account-key"]
+    body = key.body if isinstance(key.body, bytes) else key.body.encode()
+    blob = base64.b64decode(b"".join(body.split()))
+    parsed = parse_public_key(blob, name)
+    assert parsed.created == SNAPD_KEY_TIME
+    assert parsed.key_id == key.header("public-key-sha3-384")
+    assert parsed.key_id == b64url_nopad(hashlib.sha3_384(blob).digest())
