@@ -41,7 +41,7 @@ ROLE_PACKAGES: dict[str, tuple[str, ...]] = {
     "registry": ("docker-registry",),
     "upstream": ("docker-registry",),
     "proxy": ("squid",),
-    "node": ("containerd", "python3-grpcio"),
+    "node": ("containerd",),
     "bastion": (),
 }
 
@@ -138,8 +138,17 @@ def _apt_mirror(distro: str) -> str:
     return default
 
 
+# Debian 13 for the lab, whatever the host runs: its snapd (2.68) has per-snap
+# `snap refresh --hold`, and its containerd (1.7) honours the CRI's pinned-image label
+# (FACTS). Debian 12's snapd can only hold every snap until a date.
+LAB_SUITE_ENV = "K8S_AIRGAP_LAB_SUITE"
+DEBIAN_LAB_SUITE = "trixie"
+
+
 def default_recipe() -> Recipe:
     distro, codename = _host_os()
+    if distro == "debian":
+        codename = os.environ.get(LAB_SUITE_ENV) or DEBIAN_LAB_SUITE
     packages: set[str] = set()
     for pkgs in ROLE_PACKAGES.values():
         packages.update(pkgs)

@@ -79,7 +79,7 @@ def spec_from_state(name: str, root: Path | None = None, slot: int | None = None
     upstream = Upstream(st.upstream) if st else Upstream.simulated
     images = tuple(st.images) if st else LabSpec().images
     nodes = max(1, len([m for m in st.members if m["role"] == "node"])) if st else 1
-    runtime = Runtime(st.runtime_kind) if st else Runtime.stand_in
+    runtime = Runtime(st.runtime_kind) if st else Runtime.snapd
     return LabSpec(name=name, slot=slot, upstream=upstream, images=images, nodes=nodes,
                    runtime=runtime)
 

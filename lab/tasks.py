@@ -70,11 +70,15 @@ def image(c: Context, rebuild: bool = False, debug: bool = False) -> None:
     "image_server": "LXD simplestreams image server URL for VM images (default: "
                     "$K8S_AIRGAP_IMAGE_SERVER; none: build locally).",
     "k8s_snap": "Nodes for the real k8s snap: Ubuntu VMs from --image-server, no stand-in.",
+    "runtime": "What the nodes run: snapd (default: Debian's snapd; deploy installs the "
+               "lab's stand-in snaps), stand-in (no snapd: Debian's containerd as the snap's "
+               "unit), k8s-snap (same as --k8s-snap).",
     "debug": "Log every command run.",
 })
 def up(c: Context, name: str = "lab", nodes: int = 2, slot: int = 0,
        instance_type: str = "auto", upstream: str = "", images: str = "",
-       image_server: str = "", k8s_snap: bool = False, debug: bool = False) -> None:
+       image_server: str = "", k8s_snap: bool = False, runtime: str = "",
+       debug: bool = False) -> None:
     """Bring up (or complete) an air-gapped lab; writes .lab/NAME/airgap.yaml."""
     configure_logging(debug)
     import os
@@ -87,14 +91,15 @@ def up(c: Context, name: str = "lab", nodes: int = 2, slot: int = 0,
         extra: dict[str, object] = {}
         if images:
             extra["images"] = tuple(r.name for r in read_image_list(images))
-        upstream = upstream or ("internet" if k8s_snap else "simulated")
+        runtime = runtime or (Runtime.k8s_snap.value if k8s_snap else Runtime.snapd.value)
+        upstream = upstream or ("internet" if runtime == Runtime.k8s_snap.value else "simulated")
         try:
             itype, up_mode = InstanceType(instance_type), Upstream(upstream)
+            kind = Runtime(runtime)
         except ValueError as exc:
             raise AirgapError(str(exc), resolution="See `invoke --help lab.up`.") from None
-        runtime = Runtime.k8s_snap if k8s_snap else Runtime.stand_in
         spec = LabSpec(name=name, nodes=int(nodes), slot=int(slot), instance_type=itype,
-                       upstream=up_mode, runtime=runtime, **extra)  # type: ignore[arg-type]
+                       upstream=up_mode, runtime=kind, **extra)  # type: ignore[arg-type]
         server = image_server or os.environ.get("K8S_AIRGAP_IMAGE_SERVER") or None
         res = lifecycle.up(spec, image_server=server, progress=_say)
     st = res.state

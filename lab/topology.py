@@ -39,6 +39,8 @@ PROXY_PORT = 3128
 UPSTREAM_PORT = 443
 STAND_IN_LABEL = "runtime stand-in (Debian containerd), not the k8s snap"
 K8S_SNAP_LABEL = "k8s snap (the real snap from the bundle, on VM nodes)"
+SNAPD_LABEL = ("real snapd with the lab's stand-in k8s snap (installed by deploy; its "
+               "containerd app is the node's containerd, its k8s command a stand-in CLI)")
 
 
 class InstanceType(str, Enum):
@@ -48,8 +50,12 @@ class InstanceType(str, Enum):
 
 
 class Runtime(str, Enum):
-    """What the nodes run: the lab's runtime stand-in, or the real k8s snap (VM nodes)."""
+    """What the nodes run. snapd (the default): Debian's snapd, into which deploy installs
+    the lab's stand-in snaps; stand-in: no snapd, Debian's containerd as the snap's unit
+    (kept for the side-load import tests, which need a runtime without a deploy);
+    k8s-snap: the real k8s snap (Ubuntu VM nodes)."""
 
+    snapd = "snapd"
     stand_in = "stand-in"
     k8s_snap = "k8s-snap"
 
@@ -92,7 +98,7 @@ class LabSpec:
     instance_type: InstanceType = InstanceType.auto
     upstream: Upstream = Upstream.simulated
     images: tuple[str, ...] = DEFAULT_LAB_IMAGES
-    runtime: Runtime = Runtime.stand_in
+    runtime: Runtime = Runtime.snapd
     lab_range: ipaddress.IPv4Network = field(default=LAB_RANGE)
 
     def __post_init__(self) -> None:
@@ -130,7 +136,8 @@ class LabSpec:
 
     @property
     def runtime_label(self) -> str:
-        return K8S_SNAP_LABEL if self.real_snap else STAND_IN_LABEL
+        return {Runtime.k8s_snap: K8S_SNAP_LABEL, Runtime.snapd: SNAPD_LABEL}.get(
+            self.runtime, STAND_IN_LABEL)
 
     # Names ---------------------------------------------------------------
     @property

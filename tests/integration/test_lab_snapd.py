@@ -1,9 +1,10 @@
 """The real snapd on a lab node, for each behaviour deploy's recording fake assumes.
 
-One lab (one node, an LXD container from the lab image, which carries Debian's snapd,
-squashfuse and fuse3) with the runtime stand-in removed; stand-in snaps built by the
-lab (a base, snapd, a classic k8s with the ``containerd`` daemon and a ``k8s`` command)
-are installed with --dangerous, since snapd trusts no root but Canonical's. Each step
+One lab (one node, an LXD container from the lab image: Debian 13 with its snapd,
+squashfuse and fuse3); the lab's stand-in snaps (lab/snapset.py: a base, snapd, a
+classic k8s whose ``containerd`` app runs the node's containerd and whose ``k8s``
+command is a stand-in CLI) are installed with --dangerous, since snapd trusts no root
+but Canonical's (the last test shows `snap ack` refusing the lab authority). Each step
 runs on the real snapd and then on tests.support.fakes.FakeNode, and both must agree:
 where they did not, the fake was fixed (install order, --classic, x-revisions, the
 Notes column). At the end, lab.down leaves no squashfuse mount on the host.
@@ -39,6 +40,7 @@ SNAPS = ("core22", "snapd", "k8s")
 class Pair:
     real: Node
     fake: FakeNode
+    project: str
 
     def both(self, argv: list[str]) -> tuple[RunResult, RunResult]:
         return (self.real.run(argv, check=False, timeout=180),
@@ -52,8 +54,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     require_binary("mksquashfs")
     from lab import host, lifecycle, network, state
     from lab.lxd import LXDNode
-    from lab.roles.node import NO_STAND_IN
-    from lab.standin import build_snapd_set
+    from lab.snapset import build_snapd_set
     from lab.topology import LabSpec
 
     if not host.lxd_answers():
@@ -65,17 +66,18 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     try:
         lifecycle.up(spec, root=root)
         node = LXDNode("node-1", project=spec.project)
-        node.run(["sh", "-c", NO_STAND_IN])
         info = node.run(["cat", "/usr/lib/snapd/info"]).stdout
         fake = FakeNode("node-1", containerd_active=False)
         for name, path in build_snapd_set(root / "snaps", snapd_info=info).items():
             node.put(path, f"/root/{name}.snap")
             fake.write(f"/root/{name}.snap", path.read_bytes())
-        yield Pair(node, fake)
+        yield Pair(node, fake, spec.project)
     finally:
         lifecycle.down(spec, root=root)
-        mounts = Path("/proc/self/mountinfo").read_text()
-        assert "squashfuse" not in mounts and spec.project not in mounts
+        from tests.support.labhost import leftovers
+
+        left = leftovers(spec.project)
+        assert not left, f"lab.down left on the host: {left}"
 
 
 def install(name: str, *flags: str) -> list[str]:
@@ -120,16 +122,87 @@ def test_a_classic_snap_needs_classic_on_both(pair: Pair) -> None:
 
 def test_the_containerd_app_is_the_unit_deploy_restarts(pair: Pair) -> None:
     unit = "snap.k8s.containerd.service"
+    # Installed disabled, as the real snap's services are until bootstrap or join.
+    state = pair.real.run(["systemctl", "is-active", unit], check=False).stdout.strip()
+    assert state == "inactive", state
+    pair.real.run(["snap", "start", "--enable", "k8s.containerd"])
     assert pair.real.run(["systemctl", "is-active", unit]).stdout.strip() == "active"
     show = pair.real.run(["systemctl", "show", "-p", "ExecStart", "-p", "MainPID", unit]).stdout
     assert "/usr/bin/snap run k8s.containerd" in show
     before = re.search(r"MainPID=(\d+)", show)
     assert before and before.group(1) != "0"
+    wait_for(pair.real, ["ctr", "version"])  # the node's real containerd, in the snap's unit
     pair.real.run(["snap", "restart", "k8s.containerd"])
     after = pair.real.run(["systemctl", "show", "-p", "MainPID", unit]).stdout
     assert re.search(r"MainPID=(\d+)", after) and f"MainPID={before.group(1)}" not in after
     cli = pair.real.run(["k8s", "status"]).stdout
     assert "stand-in" in cli
+
+
+def test_the_snaps_containerd_imports_side_loaded_archives_at_start(
+        pair: Pair, tmp_path: Path) -> None:
+    from airgap.cri import CRIClient
+    from lab.lxd import expose_unix_socket
+    from lab.ocibuild import Builder, write_oci_archive
+
+    name = "docker.io/library/lab-sideload-probe:1"
+    Builder(tmp_path / "layout").image("probe", {"/probe": b"1"}, image_name=name)
+    archive = write_oci_archive(tmp_path / "layout", tmp_path / "probe.tar")
+    pair.real.put(archive, "/var/snap/k8s/common/images/probe.tar")
+    pair.real.run(["snap", "restart", "k8s.containerd"], timeout=60)
+
+    def imported() -> bool:
+        files = pair.real.run(["ls", "/var/snap/k8s/common/images"]).stdout.split()
+        return files == ["probe.tar.loaded"]
+
+    from airgap.wait import wait_until
+
+    wait_until("probe.tar imported and renamed", imported, timeout=60)
+    listed = pair.real.run(["ctr", "-n", "k8s.io", "images", "ls", "-q"]).stdout.split()
+    assert name in listed, listed
+    # An LXD proxy device exposes the node's CRI socket on the host (the proof's pulls).
+    sock = expose_unix_socket(pair.project, "node-1", tmp_path / "cri.sock")
+    with CRIClient(sock) as cri:
+        assert cri.version().runtime_name == "containerd"
+        status = cri.image_status(name)
+        assert status is not None and name in status.repo_tags, status
+
+
+def test_the_stand_in_cli_keeps_cluster_state(pair: Pair) -> None:
+    import json
+
+    node = pair.real
+    said = node.run(["k8s", "local-node-status"], check=False)
+    assert said.returncode != 0 and "not part of a Kubernetes cluster" in said.stderr
+    node.run(["k8s", "bootstrap", "--name", "node-1", "--address", "127.0.0.1"], timeout=120)
+    again = node.run(["k8s", "bootstrap", "--name", "node-1", "--address", "127.0.0.1"],
+                     check=False)
+    assert again.returncode != 0 and "already part of a cluster" in again.stderr
+    assert "role: control-plane" in node.run(["k8s", "local-node-status"]).stdout
+    token = node.run(["k8s", "get-join-token", "node-2", "--worker"]).stdout.strip()
+    assert token and "node-2" not in token  # encoded, not readable on a screen
+    wrong = node.run(["k8s", "join-cluster", token, "--name", "node-9", "--address", "10.0.0.9"],
+                     check=False)
+    assert wrong.returncode != 0 and "already part of a cluster" in wrong.stderr
+    # The k8sd app serves joins: a wrong secret is refused, the right one accepted once.
+    wait_for(node, ["curl", "-sS", "--noproxy", "*", "http://127.0.0.1:6400/cgi-bin/nodes"])
+    url = "http://127.0.0.1:6400/cgi-bin/join?name=node-2&address=10.0.0.2&version=1&secret="
+    assert "refused: wrong join token" in node.run(["curl", "-sS", url + "0" * 32]).stdout
+    import base64
+
+    secret = base64.b64decode(token).decode().split("secret=")[1]
+    assert node.run(["curl", "-sS", url + secret]).stdout.strip() == "joined worker"
+    assert "refused: no join token" in node.run(["curl", "-sS", url + secret]).stdout
+    doc = json.loads(node.run(["k8s", "kubectl", "get", "node", "-o", "json"]).stdout)
+    listed = {i["metadata"]["name"]: i["status"]["conditions"][0]["status"]
+              for i in doc["items"]}
+    assert listed == {"node-1": "True", "node-2": "True"}, listed
+
+
+def wait_for(node: Node, argv: list[str], timeout: float = 30) -> None:
+    from airgap.wait import wait_until
+
+    wait_until(" ".join(argv), lambda: node.run(argv, check=False).ok, timeout=timeout)
 
 
 def test_installing_the_file_again_refreshes_to_x2_on_both(pair: Pair) -> None:
@@ -138,6 +211,19 @@ def test_installing_the_file_again_refreshes_to_x2_on_both(pair: Pair) -> None:
     real, fake = pair.both(["snap", "list", "k8s"])
     assert _snap_list_revision(real.stdout, "k8s") == "x2", real.stdout
     assert _snap_list_revision(fake.stdout, "k8s") == "x2", fake.stdout
+
+
+def test_a_newer_version_installed_over_it_is_a_refresh(pair: Pair, tmp_path: Path) -> None:
+    from lab.snapset import build_k8s
+
+    newer = build_k8s(tmp_path, version="1.36.1")
+    pair.real.put(newer, "/root/k8s-newer.snap")
+    pair.real.run(["snap", "install", "--dangerous", "--classic", "/root/k8s-newer.snap"],
+                  timeout=180)
+    cols = pair.real.run(["snap", "list", "k8s"]).stdout.splitlines()[-1].split()
+    assert cols[1:3] == ["1.36.1", "x3"], cols
+    # snapd keeps the cluster's state (SNAP_COMMON) across the refresh.
+    assert "role: control-plane" in pair.real.run(["k8s", "local-node-status"]).stdout
 
 
 def test_refresh_hold_on_this_snapd(pair: Pair) -> None:
@@ -165,3 +251,18 @@ def test_snapd_derives_the_lab_authoritys_key_ids_as_we_do(pair: Pair) -> None:
     res = pair.real.run(["snap", "ack", "/root/lab-root.assert"], check=False)
     said = " ".join((res.stdout + res.stderr).split())
     assert "does not match provided key id" not in said, said
+    assert res.returncode != 0, said  # not Canonical's root: snapd trusts no other
+
+
+def test_snapd_refuses_the_lab_authoritys_snap_assertions(pair: Pair, tmp_path: Path) -> None:
+    """What deploy's --dangerous answers: `snap ack` of a lab-signed .assert fails."""
+    from lab.snapset import signed_snapd_set
+    from lab.standin import Authority
+
+    info = pair.real.run(["cat", "/usr/lib/snapd/info"]).stdout
+    made = signed_snapd_set(tmp_path, Authority.create(), snapd_info=info)
+    pair.real.put(made["k8s"][1], "/root/k8s.assert")
+    res = pair.real.run(["snap", "ack", "/root/k8s.assert"], check=False)
+    said = " ".join((res.stdout + res.stderr).split())
+    print(f"snap ack of a lab-signed k8s.assert: exit {res.returncode}: {said}")
+    assert res.returncode != 0 and "cannot" in said, said
