@@ -37,7 +37,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     require_binary("lxd")
     require_binary("debootstrap")
     from lab import host, lifecycle, network
-    from lab.topology import LabSpec
+    from lab.topology import LabSpec, Runtime
 
     if not host.lxd_answers():
         host.setup_host()
@@ -45,7 +45,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     host.initialise(host.client())
     root = tmp_path_factory.mktemp("lab")
     lifecycle.down(LabSpec(name=LAB, nodes=2, slot=SLOT), root=root)  # leftovers
-    spec = LabSpec(name=LAB, nodes=2, slot=network.free_slot(SLOT))
+    # The runtime stand-in without snapd: this test needs it until deploy installs the
+    # lab's stand-in snaps into the real snapd (issue 13, deploy --dangerous).
+    spec = LabSpec(name=LAB, nodes=2, slot=network.free_slot(SLOT), runtime=Runtime.stand_in)
     try:
         result = lifecycle.up(spec, root=root)
         yield Lab(result.plan, root)
