@@ -13,6 +13,7 @@ from airgap.plan.images import ImageRef
 from airgap.plan.lock import read_lock
 
 _REVISION_RE = re.compile(r"^snap-revision: *(\d+) *$", re.M)
+_SHA3_RE = re.compile(r"^snap-sha3-384: *([A-Za-z0-9_-]{64}) *$", re.M)
 
 
 @dataclass(frozen=True)
@@ -21,10 +22,17 @@ class BundleSnap:
     snap: Path
     assertion: Path
     revision: str | None
+    sha3_384: str = ""  # the snap-revision assertion's snap-sha3-384
 
     @property
     def classic(self) -> bool:
         return self.name == "k8s"
+
+    def version(self) -> str:
+        """The version in the snap's meta/snap.yaml (read on demand: unsquashfs)."""
+        from airgap.snaps.contents import snap_meta
+
+        return snap_meta(self.snap).version
 
 
 @dataclass(frozen=True)
@@ -69,8 +77,10 @@ def read_bundle(root: Path) -> BundleContents:
                     resolution="Snaps cannot be installed offline without their assertions; "
                     "download both with `invoke prepare` (snap download writes them).",
                 )
-            m = _REVISION_RE.search(assertion.read_text(errors="replace"))
-            snaps.append(BundleSnap(snap.stem, snap, assertion, m.group(1) if m else None))
+            text = assertion.read_text(errors="replace")
+            m, h = _REVISION_RE.search(text), _SHA3_RE.search(text)
+            snaps.append(BundleSnap(snap.stem, snap, assertion, m.group(1) if m else None,
+                                    h.group(1) if h else ""))
     snaps.sort(key=lambda s: _snap_order(s.name))
     images = read_lock(layout.lock).refs() if layout.lock.is_file() else []
     return BundleContents(root, snaps, layout.archives(), images)
@@ -90,7 +100,8 @@ def _manifest_snaps(layout: Bundle) -> list[BundleSnap]:
                     f"{f}: named in {layout.manifest} but missing",
                     resolution="Copy the whole bundle again, or re-run `invoke prepare`.",
                 )
-        out.append(BundleSnap(entry.name, snap, assertion, entry.revision or None))
+        out.append(BundleSnap(entry.name, snap, assertion, entry.revision or None,
+                              entry.sha3_384))
     return out
 
 

@@ -30,6 +30,8 @@ class NodeReport:
     steps: list[StepResult] = field(default_factory=list)
     errors: list[AirgapError] = field(default_factory=list)
     stand_in: bool = False
+    # Snaps installed with --dangerous: snapd did not trust their assertions.
+    dangerous: list[str] = field(default_factory=list)
 
     def add(self, step: str, status: StepStatus, detail: str = "") -> None:
         self.steps.append(StepResult(step, status, detail))

@@ -48,12 +48,15 @@ def deploy(
     clock: Clock = time.monotonic,
     parallel: int = 8,
     on_progress: NodeSay | None = None,
+    dangerous: bool = False,
 ) -> DeployReport:
     """Deploy the plan's nodes from ``bundle_dir``. Failures are in the report, not raised.
 
     Only input errors (bad bundle, bundle verification, unknown node) raise AirgapError,
     before any node is touched. The bundle is verified first, with ``trusted_root`` and
     ``check_signatures`` as `invoke verify` takes them (``verify`` replaces that check).
+    ``dangerous`` installs snaps whose assertions snapd refuses with ``--dangerous``
+    (the lab's stand-in snaps); each report names them.
     """
     if verify is not None:
         verify(bundle_dir)
@@ -105,6 +108,7 @@ def deploy(
         clock=clock,
         parallel=parallel,
         progress=on_progress or (lambda _node, _msg: None),
+        dangerous=dangerous,
     )
     runs = {s.name: NodeDeploy(ctx, s, nodes[s.name]) for s in specs}
 

@@ -10,6 +10,16 @@ from collections.abc import Callable, Iterable, Sequence
 
 from airgap.deploy.context import DELIVERED, PENDING, Context, remote_path
 from airgap.deploy.report import NodeReport, StepStatus
+from airgap.deploy.snapstep import (
+    HOLD_RENEW_DAYS,
+    NOT_TRUSTED,
+    ack,
+    hold_refreshes,
+    hold_state,
+    installed_sha3,
+    k8s_decision,
+    snap_row,
+)
 from airgap.errors import AirgapError, CommandError
 from airgap.nodes import Node, has_command, is_stand_in, read_text
 from airgap.plan import CONTAINERD_UNIT, Mode
@@ -81,6 +91,7 @@ class NodeDeploy:
             ("inspect", self.inspect),
             ("transfer", self.transfer),
             ("snaps", self.snaps),
+            ("hold", self.hold),
             ("route", self.route),
             ("runtime", self.runtime),
         ]
@@ -146,30 +157,50 @@ class NodeDeploy:
         installed: list[str] = []
         kept: list[str] = []
         for s in self.ctx.bundle.snaps:
-            res = self.node.run(["snap", "list", s.name], check=False)
-            rev = _snap_list_revision(res.stdout, s.name) if res.ok else None
-            # snapd and the base snap: any installed revision will do (installing the
-            # bundle's could downgrade the host); k8s: exactly the bundle's revision.
-            if rev is not None and (s.name != "k8s" or s.revision in (None, rev)):
-                kept.append(f"{s.name}={rev}")
+            row = snap_row(self.node, s.name)
+            action = "install" if row is None else "keep"
+            what = f"{s.name}={row.rev}" if row else f"{s.name}={s.revision or '?'}"
+            if s.name == "k8s":
+                # snapd and the base: any installed revision will do (installing the
+                # bundle's could downgrade the host); k8s: the bundle's, never older.
+                d = k8s_decision(self.spec.name, row, s,
+                                 lambda r=row: installed_sha3(self.node, r) if r else "",
+                                 s.version)
+                action, what = d.action, d.detail
+            if action == "keep":
+                kept.append(what)
                 continue
-            if s.name == "k8s" and rev is not None and s.revision is not None \
-                    and rev.isdigit() and s.revision.isdigit() and int(rev) > int(s.revision):
-                raise AirgapError(
-                    f"{self.spec.name}: the node runs k8s revision {rev}, newer than the "
-                    f"bundle's {s.revision}; refusing to downgrade",
-                    resolution="Prepare a bundle from the channel the node runs (`invoke "
-                    "prepare`), or, to downgrade on purpose, remove k8s from the node first "
-                    "(`snap remove k8s`, which removes its cluster state) and deploy again.",
-                )
-            snap = remote_path(self.ctx.bundle, s.snap)
-            self.node.run(["snap", "ack", remote_path(self.ctx.bundle, s.assertion)])
-            argv = ["snap", "install", snap] + (["--classic"] if s.classic else [])
+            trusted = ack(self.spec.name, self._try, remote_path(self.ctx.bundle, s.assertion),
+                          s.name, self.ctx.dangerous)
+            argv = ["snap", "install", remote_path(self.ctx.bundle, s.snap)]
+            argv += ["--classic"] if s.classic else []
+            argv += [] if trusted else ["--dangerous"]
             self.node.run(argv, timeout=SNAP_INSTALL_TIMEOUT)
-            installed.append(f"{s.name}={s.revision or '?'}")
+            now = snap_row(self.node, s.name)
+            rev = now.rev if now else "?"
+            if not trusted:
+                self.report.dangerous.append(s.name)
+            note = "" if trusted else f" ({NOT_TRUSTED})"
+            verb = "refreshed" if action == "refresh" else "installed"
+            installed.append(f"{s.name}={rev} {verb}{note}" if s.name != "k8s" or
+                             action == "install" else f"{what}: {verb}, now {rev}{note}")
         if not installed:
             return StepStatus.done, "installed: " + ", ".join(kept)
-        return StepStatus.changed, "installed now: " + ", ".join(installed)
+        return StepStatus.changed, "; ".join(installed)
+
+    def _try(self, argv: list[str]) -> tuple[bool, str]:
+        res = self.node.run(argv, check=False)
+        return res.ok, res.stderr or res.stdout
+
+    def hold(self) -> tuple[StepStatus, str]:
+        """Automatic refreshes held: the store is unreachable, and a refresh must be an
+        operator's decision (FACTS: snapd retries and logs; an upgrade is planned)."""
+        if not self.snap_possible:
+            return StepStatus.skipped, self.skip_reason
+        held, how = hold_state(self.node, renew_within=HOLD_RENEW_DAYS)
+        if held:
+            return StepStatus.done, how
+        return StepStatus.changed, hold_refreshes(self.node, self.spec.name)
 
     def route(self) -> tuple[StepStatus, str]:
         rf = render_route(self.ctx.plan, self.spec)
@@ -248,12 +279,3 @@ def _show_value(stdout: str, key: str) -> str:
         if line.startswith(f"{key}="):
             return line[len(key) + 1 :].strip()
     return ""
-
-
-def _snap_list_revision(stdout: str, name: str) -> str | None:
-    """The Rev column of `snap list NAME` (header: Name Version Rev Tracking ...)."""
-    for line in stdout.splitlines():
-        cols = line.split()
-        if len(cols) >= 3 and cols[0] == name:
-            return cols[2]
-    return None

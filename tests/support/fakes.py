@@ -13,6 +13,7 @@ anything.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import tempfile
@@ -21,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from airgap.deploy.snapstep import SHA3_SCRIPT, SNAPS_DIR
 from airgap.errors import AirgapError, CommandError
 from airgap.nodes import STAND_IN_MARKER, STAND_IN_PROBE, RunResult, check_result
 from airgap.plan import CONTAINERD_UNIT, PROXY_DROPIN, SIDELOAD_DIR
@@ -74,6 +76,15 @@ class FakeNode:
     # Revision that `snap install PATH` installs, by snap name.
     snap_revisions: dict[str, str] = field(default_factory=dict)
     local_installs: dict[str, int] = field(default_factory=dict)  # --dangerous: x1, x2, ...
+    versions: dict[str, str] = field(default_factory=dict)  # snap list's Version, by name
+    # snapd trusts only Canonical's root: False makes `snap ack` refuse as it refuses
+    # the lab authority's assertions (tests/integration/test_lab_snapd.py).
+    trusts_assertions: bool = True
+    # snapd 2.58+ has `snap refresh --hold` (Debian 13, Ubuntu); 2.57 (Debian 12) only
+    # `snap set system refresh.hold=<time>`, and refuses "forever".
+    per_snap_hold: bool = True
+    held: set[str] = field(default_factory=set)
+    refresh_hold: str = ""
     commands: list[list[str]] = field(default_factory=list)
     inputs: list[bytes | None] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
@@ -220,12 +231,43 @@ class FakeNode:
                     return fail("error: no matching snaps installed")
                 rev = self.snaps[name]
                 head = "Name  Version  Rev  Tracking  Publisher  Notes\n"
-                # Notes as snapd prints them (checked against a real snapd in the lab).
+                # Notes as snapd prints them (checked against a real snapd in the lab):
+                # a comma list, "held" added by --hold.
                 notes = {"k8s": "classic", "snapd": "snapd"}.get(name, "base")
-                return RunResult(a, 0, f"{head}{name}  1.0  {rev}  -  canonical**  {notes}\n",
-                                 "")
+                notes += ",held" if name in self.held else ""
+                version = self.versions.get(name, "1.0")
+                return RunResult(
+                    a, 0, f"{head}{name}  {version}  {rev}  -  canonical**  {notes}\n", "")
             case ["snap", "ack", path]:
-                return ok if path in self.files else fail(f"cannot read {path}")
+                if path not in self.files:
+                    return fail(f"error: cannot read {path}")
+                if not self.trusts_assertions:
+                    return fail("error: cannot assert: assert failed: cannot resolve "
+                                "prerequisite assertion: account (k8s-airgap-lab)")
+                return ok
+            case ["snap", "refresh", "--hold=forever", name]:
+                if not self.per_snap_hold:
+                    return fail("error: unknown flag `hold'")
+                if name not in self.snaps:
+                    return fail(f'error: snap "{name}" is not installed')
+                self.held.add(name)
+                return RunResult(a, 0, f"General refreshes of \"{name}\" held indefinitely\n", "")
+            case ["snap", "get", "system", "refresh.hold"]:
+                if not self.refresh_hold:
+                    return fail('error: snap "core" has no "refresh.hold" configuration option')
+                return RunResult(a, 0, self.refresh_hold + "\n", "")
+            case ["snap", "set", "system", setting] if setting.startswith("refresh.hold="):
+                value = setting.split("=", 1)[1]
+                if value == "forever" and not self.per_snap_hold:
+                    return fail('error: cannot perform the following tasks:\n- Run configure '
+                                'hook of "core" snap (cannot parse "forever")')
+                self.refresh_hold = value
+                return ok
+            case ["sh", "-c", script, _, path] if script == SHA3_SCRIPT:
+                if path not in self.files:
+                    return fail(f"{path}: No such file or directory")
+                digest = hashlib.sha3_384(self.files[path]).digest()
+                return RunResult(a, 0, base64.b64encode(digest).decode(), "")
             case ["snap", "install", *args]:
                 path = next((x for x in args if not x.startswith("-")), "")
                 flags = [x for x in args if x.startswith("-")]
@@ -244,8 +286,12 @@ class FakeNode:
                 if "--dangerous" in flags:
                     self.local_installs[name] = self.local_installs.get(name, 0) + 1
                     self.snaps[name] = f"x{self.local_installs[name]}"
+                elif not self.trusts_assertions:
+                    return fail(f'error: cannot find signatures with metadata for snap "{path}"')
                 else:
                     self.snaps[name] = self.snap_revisions.get(name, "1")
+                # snapd keeps each installed revision's file under /var/lib/snapd/snaps.
+                self.files[f"{SNAPS_DIR}/{name}_{self.snaps[name]}.snap"] = self.files[path]
                 return ok
             case ["ip", "-4", "route", "show", "default"]:
                 out = self.default_route + ("\n" if self.default_route else "")

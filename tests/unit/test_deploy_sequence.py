@@ -119,13 +119,20 @@ def prepare_sequence(runtime: list[list[str]]) -> list[list[str]]:
             ["snap", "list", name],
             ["snap", "ack", snap_path(name, "assert")],
             ["snap", "install", snap_path(name, "snap")] + (["--classic"] if name == "k8s" else []),
+            ["snap", "list", name],  # the revision now installed, for the report
         ]
+    hold = [
+        ["snap", "list", "k8s"],
+        ["snap", "get", "system", "refresh.hold"],
+        ["snap", "refresh", "--hold=forever", "k8s"],
+    ]
     return [
         ["sh", "-c", STAND_IN_PROBE],
         ["sh", "-c", HAS_COMMAND_SCRIPT, "sh", "snap"],
         ["sha256sum", "--", *TRANSFER],
         ["sha256sum", "--", *TRANSFER],
         *snaps,
+        *hold,
         ["ip", "-4", "route", "show", "default"],
         ["ip", "route", "replace", "default", "dev", "eth0"],
         ["cat", NETPLAN_FILE],
@@ -613,7 +620,7 @@ def test_a_newer_installed_k8s_is_not_downgraded(tmp_path: Path) -> None:
     nr = report.node("node-1")
     assert nr.status_of("snaps") is StepStatus.failed
     assert nr.errors[0].brief == ("node-1: the node runs k8s revision 4000, newer than the "
-                                  "bundle's 3195; refusing to downgrade")
+                                  "bundle's revision 3195; refusing to downgrade")
     assert "snap remove k8s" in (nr.errors[0].resolution or "")
     assert not node.issued("snap", "install") and node.snaps["k8s"] == "4000"
     assert nr.status_of("bootstrap") is StepStatus.not_run
