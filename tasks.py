@@ -302,23 +302,24 @@ def preflight(c: Context, plan: str | None = None, bundle: str | None = None,
         "node": "Deploy only this node (repeatable); joins need the bootstrap node.",
         "timeout": "Seconds to wait for every node to be Ready (default 900).",
         **TRUST_HELP,
+        "dangerous": "Lab only: install snaps whose assertions snapd does not trust with "
+        "--dangerous (named in the report). Never for Canonical's snaps.",
         "debug": "Log every command run (secrets are never logged).",
     },
     iterable=["node"],
 )
 def deploy(c: Context, plan: str | None = None, bundle: str | None = None,
            node: list[str] | None = None, timeout: int = 900, trusted_root: str | None = None,
-           no_signature_check: bool = False, debug: bool = False) -> None:
+           no_signature_check: bool = False, dangerous: bool = False,
+           debug: bool = False) -> None:
     """Install k8s from the bundle, configure the runtime, bootstrap, join, wait for Ready."""
     configure_logging(debug)
     from pathlib import Path
 
-    from rich.console import Console as _Console
-
     from airgap.deploy import deploy as run_deploy
     from airgap.nodes import build_nodes, close_nodes
     from airgap.plan import load_plan
-    from airgap.show.deploy import report_tables
+    from airgap.show.deploy import print_report
 
     if not plan or not bundle:
         raise Exit("Error: --plan FILE and --bundle DIR are required (see `invoke deploy --help`)",
@@ -331,22 +332,15 @@ def deploy(c: Context, plan: str | None = None, bundle: str | None = None,
             with console.status("deploy") as status:
                 report = run_deploy(
                     p, nodes, Path(bundle), ready_timeout=float(timeout),
-                    trusted_root=root, check_signatures=check,
+                    trusted_root=root, check_signatures=check, dangerous=dangerous,
                     on_progress=lambda n, msg: status.update(f"deploy: {n}: {msg}"),
                 )
         finally:
             close_nodes(nodes)
-    out = _Console()
-    for table in report_tables(report):
-        out.print(table)
-    for n in report.nodes:
-        for exc in n.errors:
-            console.print(f"[red]{n.name}[/red]: {exc}")
-    failed = [n.name for n in report.nodes if n.failed]
+    failed = print_report(report, console)
     if failed:
         raise Exit(f"Error: deploy failed on {', '.join(failed)}; fix it and run deploy again "
                    "(finished steps are skipped)", code=1)
-    out.print(f"Deployed {len(report.nodes)} node(s).")
 
 
 @task(

@@ -92,6 +92,36 @@ class PodRecord:
 
 
 @dataclass
+class SnapRecord:
+    """One row of `snap list` on a node after the proof's deploys."""
+
+    name: str
+    version: str
+    rev: str
+    notes: str  # confinement and hold, as snapd prints them ("classic,held")
+
+
+@dataclass
+class SnapdRecord:
+    """snapd on one node: its version, what `snap list` shows, the runtime's unit."""
+
+    node: str
+    snapd: str
+    unit: str  # systemctl is-active snap.k8s.containerd.service
+    snaps: list[SnapRecord] = field(default_factory=list)
+
+
+@dataclass
+class DeployCase:
+    """`invoke deploy` run again with the same, an older and a newer k8s in the bundle."""
+
+    case: str
+    expected: str
+    ok: bool
+    detail: str
+
+
+@dataclass
 class Report:
     lab: str
     runtime: str
@@ -111,6 +141,11 @@ class Report:
     errors: list[str] = field(default_factory=list)
     cluster: list[ClusterNodeRecord] = field(default_factory=list)
     pods: list[PodRecord] = field(default_factory=list)
+    snapd: list[SnapdRecord] = field(default_factory=list)
+    deploy_cases: list[DeployCase] = field(default_factory=list)
+    # What ran for real on the nodes, and what the lab stood in for.
+    real_parts: list[str] = field(default_factory=list)
+    stand_in_parts: list[str] = field(default_factory=list)
 
     @property
     def real_snap(self) -> bool:
@@ -126,6 +161,8 @@ class Report:
             and all(n.failed_as_expected for n in self.negatives)
             and all(c.ready for c in self.cluster)
             and all(p.ok for p in self.pods)
+            and all(d.unit == "active" for d in self.snapd)
+            and all(c.ok for c in self.deploy_cases)
             and (not self.real_snap or all(self._cluster_proven(m) for m in self.modes))
         )
 

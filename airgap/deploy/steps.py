@@ -13,6 +13,7 @@ from airgap.deploy.report import NodeReport, StepStatus
 from airgap.deploy.snapstep import (
     HOLD_RENEW_DAYS,
     NOT_TRUSTED,
+    SnapRow,
     ack,
     hold_refreshes,
     hold_state,
@@ -163,9 +164,7 @@ class NodeDeploy:
             if s.name == "k8s":
                 # snapd and the base: any installed revision will do (installing the
                 # bundle's could downgrade the host); k8s: the bundle's, never older.
-                d = k8s_decision(self.spec.name, row, s,
-                                 lambda r=row: installed_sha3(self.node, r) if r else "",
-                                 s.version)
+                d = k8s_decision(self.spec.name, row, s, self._sha3_of(row), s.version)
                 action, what = d.action, d.detail
             if action == "keep":
                 kept.append(what)
@@ -187,6 +186,9 @@ class NodeDeploy:
         if not installed:
             return StepStatus.done, "installed: " + ", ".join(kept)
         return StepStatus.changed, "; ".join(installed)
+
+    def _sha3_of(self, row: SnapRow | None) -> Callable[[], str]:
+        return lambda: installed_sha3(self.node, row) if row else ""
 
     def _try(self, argv: list[str]) -> tuple[bool, str]:
         res = self.node.run(argv, check=False)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from airgap.bundle import Bundle
+from airgap.deploy.snapstep import HOLD_RENEW_DAYS, hold_state, snap_row
 from airgap.nodes import Node, has_command
 from airgap.preflight.report import Check, CheckStatus, last_line
 
@@ -62,6 +63,25 @@ def check_snapd(node: Node, stand_in: bool) -> list[Check]:
         why = last_line(res.stderr) or f"snapd {snapd or 'unknown'}"
         return [Check("snapd", CheckStatus.fail, f"`snap version`: {why}", start)]
     return [Check("snapd", CheckStatus.ok, f"snapd {snapd}")]
+
+
+def check_refresh_hold(node: Node, stand_in: bool) -> list[Check]:
+    """Automatic refreshes held: the store is out of reach, and a refresh is a planned
+    upgrade, never snapd's own. Before k8s is installed there is nothing to hold yet."""
+    name = "refresh hold"
+    if stand_in:
+        return [Check(name, CheckStatus.skip, "runtime stand-in, no k8s snap to hold")]
+    if not has_command(node, "snap"):
+        return [Check(name, CheckStatus.skip, "no `snap` command (see the snapd check)")]
+    if snap_row(node, "k8s") is None:
+        return [Check(name, CheckStatus.skip, "k8s not installed yet; deploy holds it")]
+    held, how = hold_state(node, renew_within=HOLD_RENEW_DAYS)
+    if held:
+        return [Check(name, CheckStatus.ok, how)]
+    return [Check(name, CheckStatus.fail, how,
+                  "run `invoke deploy` again (it holds them), or on the node: "
+                  "`snap refresh --hold=forever k8s` (snapd 2.58+), else "
+                  "`snap set system refresh.hold=<RFC 3339 time>`")]
 
 
 def check_clock(node: Node, clock: Callable[[], float], tolerance: float) -> list[Check]:

@@ -21,6 +21,7 @@ from airgap.preflight.host import (
     CLOCK_TOLERANCE,
     check_clock,
     check_disk,
+    check_refresh_hold,
     check_snapd,
     required_space,
 )
@@ -56,6 +57,7 @@ def _checks_for(node: Node, spec: PlanNode, inp: _Inputs) -> NodeChecks:
         result.checks.append(Check("connect", CheckStatus.fail, exc.brief, exc.resolution or ""))
         return result
     steps += [lambda: check_snapd(node, stand_in),
+              lambda: check_refresh_hold(node, stand_in),
               lambda: check_clock(node, inp.clock, inp.clock_tolerance)]
     for step in steps:
         try:

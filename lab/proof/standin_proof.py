@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,12 +32,13 @@ from airgap import __version__, sideload, tools
 from airgap import deploy as deploy_mod
 from airgap.bundle import Bundle, load_trust, verify_bundle
 from airgap.cri import CRIClient
-from airgap.errors import AirgapError
+from airgap.deploy.steps import short_error
+from airgap.errors import AirgapError, CommandError
 from airgap.fanout import fan_out, fan_out_by
 from airgap.fileio import write_atomic
 from airgap.nodes import Node
 from airgap.nodes import build as nodeset
-from airgap.plan import CLASSIC_HOSTS_DIR, CONTAINERD_UNIT, PROXY_DROPIN, SIDELOAD_DIR, Mode
+from airgap.plan import CLASSIC_HOSTS_DIR, CONTAINERD_UNIT, PROXY_DROPIN, SIDELOAD_DIR, Mode, Plan
 from airgap.plan.images import DOCKER_HUB, parse_image_ref
 from airgap.plan.lock import read_lock
 from airgap.progress import Say, quiet
@@ -45,7 +46,7 @@ from lab import host, lifecycle, network, state
 from lab.lxd import TRANSPORTS, LXDNode, expose_unix_socket, wait_command, wait_until
 from lab.plandocs import mode_plan
 from lab.proof import realsnap_proof
-from lab.proof.connected import connected_side
+from lab.proof.connected import Connected, connected_side
 from lab.proof.evidence import (
     MISSING_IMAGE,
     expected_digests,
@@ -55,9 +56,18 @@ from lab.proof.evidence import (
     negative_unnamed_archive,
     proxy_log_evidence,
 )
+from lab.proof.snapd_evidence import (
+    REAL_PARTS,
+    STAND_IN_PARTS,
+    case_again,
+    case_newer,
+    case_older,
+    snapd_record,
+)
 from lab.proof.steps import MODES, Steps
-from lab.report import PullRecord, Report, to_json, to_markdown
-from lab.standin import Authority, make_snap_set
+from lab.report import ClusterNodeRecord, PullRecord, Report, to_json, to_markdown
+from lab.snapset import signed_snapd_set
+from lab.standin import Authority
 from lab.topology import PROXY_PORT, InstanceType, LabSpec, Runtime, Upstream
 
 log = logging.getLogger(__name__)
@@ -66,22 +76,40 @@ STAND_IN_SNAPS = ("stand-in snaps, signed by a lab authority: the real k8s snap 
                   "be downloaded here")
 REPORT_STEM = "e2e-report"
 CRI_READY_TIMEOUT = 60.0
+# The k8s stand-in snaps the proof builds: version and assertion revision. "main" is
+# the bundle of the three modes; "older" and "newer" are deployed over it afterwards.
+SNAP_SETS = {"main": ("1.36.0", "101"), "older": ("1.35.9", "90"), "newer": ("1.36.1", "120")}
 
 RESET_SCRIPT = f"""set -e
-systemctl stop {CONTAINERD_UNIT}.service
+unit={CONTAINERD_UNIT}.service
+was=stopped
+if systemctl is-active --quiet "$unit"; then was=active; systemctl stop "$unit"; fi
+# Mounts a stopped containerd may leave under its root (snapshots, tmpmounts).
+grep -o ' /var/lib/containerd[^ ]*' /proc/self/mountinfo | sort -r | xargs -r umount -l
 rm -rf {CLASSIC_HOSTS_DIR} /var/lib/containerd
 rm -f {PROXY_DROPIN} {SIDELOAD_DIR}/*.tar {SIDELOAD_DIR}/*.tar.loaded
 mkdir -p {CLASSIC_HOSTS_DIR} {SIDELOAD_DIR}
 systemctl daemon-reload
-systemctl start {CONTAINERD_UNIT}.service
+if [ "$was" = active ]; then systemctl start "$unit"; fi
+echo "$was"
 """
 
 
-def reset_runtime(node: LXDNode) -> None:
-    """A clean stand-in runtime: no registry config, no proxy, no images, no content."""
-    node.run(["sh", "-c", RESET_SCRIPT], timeout=120)
+def reset_runtime(node: LXDNode) -> bool:
+    """A clean runtime: no registry config, no proxy, no images, no content. Started
+    again if it ran (on snapd nodes it does not before the first deploy installs k8s);
+    True if it runs."""
+    try:
+        res = node.run(["sh", "-c", RESET_SCRIPT], timeout=120)
+    except CommandError as exc:
+        raise AirgapError(f"{node.name}: resetting the runtime failed: {short_error(exc)}",
+                          resolution="Rerun with --keep and look at the node "
+                          f"(`invoke lab.shell {node.name}`).") from None
+    if res.stdout.strip() != "active":
+        return False
     wait_command(node, ["ctr", "version"], f"{CONTAINERD_UNIT} after the reset",
                  timeout=CRI_READY_TIMEOUT)
+    return True
 
 
 def _cri_ready(sock: Path) -> None:
@@ -182,7 +210,7 @@ def prove(
     spec = LabSpec(name=name, nodes=nodes, slot=network.free_slot(slot),
                    instance_type=InstanceType.auto,
                    upstream=Upstream.internet if k8s_snap else Upstream.simulated,
-                   runtime=Runtime.k8s_snap if k8s_snap else Runtime.stand_in)
+                   runtime=Runtime.k8s_snap if k8s_snap else Runtime.snapd)
     report = Report(lab=f"{name} (project {spec.project}, slot {spec.slot}, {spec.block})",
                     runtime="", stand_in=not k8s_snap, started=started)
     steps = Steps(report, say)
@@ -239,13 +267,25 @@ def _run(spec: LabSpec, report: Report, steps: Steps, work: Path, root: Path | N
     write_atomic(workload, "\n".join(workload_images) + "\n")
     plans = {m: mode_plan(spec, st, work, m, workload) for m in MODES}
 
+    names = [m.name for m in spec.node_members]
+    lxd_nodes = {n: LXDNode(n, project=spec.project) for n in names}
     with steps.step("stand-in snaps (k8s, core22, snapd) signed by a lab authority") as row:
         authority = Authority.create()
         trusted_root = authority.write_root(work / "lab-root.account-key.assert")
-        snapdir = work / "snaps"
-        made = make_snap_set(snapdir, authority, images=k8s_images)
-        row["detail"] = ", ".join(sorted(made))
-    report.snaps = STAND_IN_SNAPS
+        info = lxd_nodes[names[0]].run(["cat", "/usr/lib/snapd/info"]).stdout
+        sets = {}
+        for label, (version, rev) in SNAP_SETS.items():
+            made = signed_snapd_set(work / f"snaps-{label}", authority, snapd_info=info,
+                                    k8s_version=version, k8s_revision=rev, images=k8s_images)
+            sets[label] = made["k8s"][0].parent
+        row["detail"] = ", ".join(f"{label}: k8s {v} (assertion revision {r})"
+                                  for label, (v, r) in SNAP_SETS.items())
+    snapdir = sets["main"]
+    version, rev = SNAP_SETS["main"]
+    report.snaps = (f"stand-in snaps: k8s {version} (assertion revision {rev}), core22 and "
+                    "snapd, signed by a lab authority; snapd does not trust it, so deploy "
+                    "installed them with --dangerous (x-revisions): the real k8s snap "
+                    "could not be downloaded here")
     trust = load_trust(trusted_root, True)
     bundle = work / "bundle"
     base_plan = plans[Mode.proxy]
@@ -267,24 +307,10 @@ def _run(spec: LabSpec, report: Report, steps: Steps, work: Path, root: Path | N
         row["detail"] = f"verify: {len(ver.rows)} rows ok, trusted root: the lab authority"
 
     nodes = nodeset.build_nodes(base_plan, transports=TRANSPORTS)
-    names = list(nodes)
     report.nodes = names
-    lxd_nodes = {n: LXDNode(n, project=spec.project) for n in names}
     socks = {n: work / f"cri-{n}.sock" for n in names}
     for n in names:
         expose_unix_socket(spec.project, n, socks[n])
-    _cri_ready(socks[names[0]])
-    with CRIClient(socks[names[0]]) as cri:
-        v = cri.version()
-    report.tools = {
-        "k8s-airgap": __version__,
-        "regctl": tools.tool_version(tools.find_tool("regctl")) or "?",
-        "regsync": tools.tool_version(tools.find_tool("regsync")) or "?",
-        "containerd (CRI Version)": f"{v.runtime_name} {v.runtime_version} "
-                                    f"(CRI {v.runtime_api_version})",
-        "lxd": str(host.client().host_info.get("environment", {}).get("server_version", "?")),
-    }
-    report.runtime = f"{st.runtime}; {v.runtime_name} {v.runtime_version}"
 
     with steps.step("isolation, before deploy (no default route)"):
         for rows in fan_out(lambda n: isolation_checks(lxd_nodes[n], spec, "before deploy"),
@@ -297,20 +323,22 @@ def _run(spec: LabSpec, report: Report, steps: Steps, work: Path, root: Path | N
     for mode in MODES:
         plan = plans[mode]
         report.modes.append(mode.value)
-        with steps.step(f"{mode.value}: clean runtime on every node"):
-            fan_out(lambda n: reset_runtime(lxd_nodes[n]), names, limit=len(names))
-            for n in names:
-                _cri_ready(socks[n])
+        with steps.step(f"{mode.value}: clean runtime on every node") as row:
+            running = fan_out(lambda n: reset_runtime(lxd_nodes[n]), names, limit=len(names))
+            for n, runs in zip(names, running, strict=True):
+                if runs:
+                    _cri_ready(socks[n])
+            if not any(running):
+                row["detail"] = "k8s not installed yet: nothing runs"
         if mode is Mode.mirror:
             with steps.step("mirror: fill the lab registry (regsync through the proxy)") as row:
                 mrep = connected.fill_mirror(plan, lock)
                 row["detail"] = (f"{len(mrep.images)} images, {mrep.bytes_copied} bytes copied, "
                                  f"regsync ran: {mrep.regsync_ran}")
-        with steps.step(f"{mode.value}: deploy (runtime configuration)") as row:
-            dep = deploy_mod.deploy(plan, nodes, bundle, verify=verify)
+        with steps.step(f"{mode.value}: deploy (dangerous: the lab's snaps)") as row:
+            dep = deploy_mod.deploy(plan, nodes, bundle, verify=verify, dangerous=True)
             row["detail"] = "; ".join(
-                f"{nr.name}: " + ", ".join(f"{s.step}={s.status.value}" for s in nr.steps
-                                           if s.step in ("route", "runtime"))
+                f"{nr.name}: " + ", ".join(f"{s.step}={s.status.value}" for s in nr.steps)
                 for nr in dep.nodes)
             if not dep.ok:
                 bad = [f"{nr.name} {s.step}: {s.detail}" for nr in dep.nodes for s in nr.steps
@@ -321,6 +349,10 @@ def _run(spec: LabSpec, report: Report, steps: Steps, work: Path, root: Path | N
                                   f"{CONTAINERD_UNIT}).")
         for n in names:
             _cri_ready(socks[n])
+        report.cluster += cluster_records(mode.value, nodes[names[0]])
+        if not report.tools:
+            report.tools = tool_versions(socks[names[0]])
+            report.runtime = f"{st.runtime}; {report.tools['containerd (CRI Version)']}"
         expected = expected_digests(lock, mode, platform)
         with steps.step(f"{mode.value}: every image on every node through the CRI") as row:
             got = fan_out_by(functools.partial(_pull_node, mode, socks, expected, nodes),
@@ -350,3 +382,53 @@ def _run(spec: LabSpec, report: Report, steps: Steps, work: Path, root: Path | N
         for rows in fan_out(lambda n: isolation_checks(lxd_nodes[n], spec, "after deploy"),
                             names, limit=len(names)):
             report.isolation += rows
+    with steps.step("snapd on each node: snap version, snap list, the runtime's unit"):
+        report.snapd = [snapd_record(n, nodes[n]) for n in names]
+    report.real_parts, report.stand_in_parts = list(REAL_PARTS), list(STAND_IN_PARTS)
+    deploy_cases(report, steps, connected, plans, sets, bundle, work, nodes, trust, verify)
+
+
+def deploy_cases(report: Report, steps: Steps, connected: Connected,
+                 plans: Mapping[Mode, Plan], sets: Mapping[str, Path], bundle: Path,
+                 work: Path, nodes: Mapping[str, Node], trust: object,
+                 verify: Callable[[Path], object]) -> None:
+    """deploy again, with an older and with a newer k8s: what snapd does with each."""
+    last = plans[MODES[-1]]
+
+    def run(plan: Plan) -> Callable[[Path], deploy_mod.DeployReport]:
+        return lambda b: deploy_mod.deploy(plan, nodes, b, verify=verify, dangerous=True)
+
+    with steps.step("deploy again with the same bundle") as row:
+        report.deploy_cases.append(case_again(run(last), bundle))
+        row["detail"] = report.deploy_cases[-1].detail
+    for label in ("older", "newer"):
+        version, _ = SNAP_SETS[label]
+        other = work / f"bundle-{label}"
+        with steps.step(f"deploy a bundle with {label} k8s {version}") as row:
+            connected.prepare(plans[Mode.mirror], other, from_dir=sets[label], trust=trust)
+            case = (case_older(run(plans[Mode.mirror]), other, nodes, version)
+                    if label == "older" else
+                    case_newer(run(plans[Mode.mirror]), other, nodes, version,
+                               plans[Mode.mirror]))
+            report.deploy_cases.append(case)
+            row["detail"] = case.detail
+
+
+def cluster_records(mode: str, node: Node) -> list[ClusterNodeRecord]:
+    """The stand-in CLI's `k8s kubectl get node -o json`, as deploy's Ready wait read it."""
+    return [ClusterNodeRecord(mode, c.name, c.ready, c.version,
+                              "k8s stand-in CLI: kubectl get node")
+            for c in deploy_mod.cluster_nodes(node)]
+
+
+def tool_versions(sock: Path) -> dict[str, str]:
+    with CRIClient(sock) as cri:
+        v = cri.version()
+    return {
+        "k8s-airgap": __version__,
+        "regctl": tools.tool_version(tools.find_tool("regctl")) or "?",
+        "regsync": tools.tool_version(tools.find_tool("regsync")) or "?",
+        "containerd (CRI Version)": f"{v.runtime_name} {v.runtime_version} "
+                                    f"(CRI {v.runtime_api_version})",
+        "lxd": str(host.client().host_info.get("environment", {}).get("server_version", "?")),
+    }

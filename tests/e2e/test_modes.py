@@ -64,8 +64,8 @@ def test_the_proof_ran_without_errors(proof: Proof) -> None:
     assert isinstance(r, Report)
     assert r.errors == [], r.errors
     assert r.modes == MODES
-    assert r.stand_in and "stand-in" in r.runtime
-    assert "lab authority" in r.snaps
+    assert r.stand_in and "real snapd" in r.runtime and "stand-in" in r.runtime
+    assert "lab authority" in r.snaps and "--dangerous" in r.snaps
     assert any(s["step"] == "lab down" for s in r.steps), "the lab was not brought down"
 
 
@@ -155,12 +155,58 @@ def test_negative_cases_fail_cleanly(proof: Proof) -> None:
     assert "--name" in side.message and "nothing copied to any node" in side.message
 
 
+def test_snapd_on_every_node_ran_the_snaps_deploy_installed(proof: Proof) -> None:
+    """Per node: snapd's version, each snap's revision and Notes from `snap list`, and
+    snapd's unit for the runtime active; the cluster formed through the stand-in CLI."""
+    import re
+
+    from lab.report import Report
+
+    r = proof.report
+    assert isinstance(r, Report)
+    assert [d.node for d in r.snapd] == r.nodes
+    for d in r.snapd:
+        assert re.fullmatch(r"2\.\d+(\.\d+)*\S*", d.snapd), d
+        assert d.unit == "active", d
+        snaps = {s.name: s for s in d.snaps}
+        assert set(snaps) == {"core22", "snapd", "k8s"}, snaps
+        for s in snaps.values():
+            assert s.rev.startswith("x"), s  # --dangerous installs: x-revisions
+        assert snaps["k8s"].notes == "classic,held", snaps["k8s"]  # deploy held it
+        assert snaps["core22"].notes == "base" and snaps["snapd"].notes == "snapd"
+        # The newer-k8s case ran last and refreshed every node.
+        assert snaps["k8s"].version == "1.36.1", snaps["k8s"]
+    for mode in MODES:
+        ready = {c.node: c.ready for c in r.cluster if c.mode == mode}
+        assert ready == dict.fromkeys(r.nodes, True), (mode, ready)
+    assert r.real_parts and any("snapd" in p for p in r.real_parts)
+    assert any(p.startswith("the k8s snap") for p in r.stand_in_parts)
+
+
+def test_deploy_again_older_and_newer_against_snapd(proof: Proof) -> None:
+    from lab.report import Report
+
+    r = proof.report
+    assert isinstance(r, Report)
+    cases = {c.case.split(" k8s")[0].split(" bundle")[0]: c for c in r.deploy_cases}
+    assert sorted(cases) == ["newer", "older", "same"], cases
+    for c in r.deploy_cases:
+        assert c.ok, c
+    assert "no step changed" in cases["same"].detail
+    assert "same SHA3-384" in cases["same"].detail  # x-revisions: compared by content
+    assert "refusing to downgrade" in cases["older"].detail
+    assert "1.36.0 (x1)" in cases["older"].detail  # what every node still runs
+    assert "by version" in cases["newer"].detail and "2/2 still members" in cases["newer"].detail
+
+
 def test_report_files(proof: Proof) -> None:
     md = (proof.out / "e2e-report.md").read_text()
     data = json.loads((proof.out / "e2e-report.json").read_text())
     assert data["ok"] is True
     assert md.startswith("# k8s-airgap lab proof: PASSED")
-    assert "runtime stand-in" in md and "stand-in snaps, signed by a lab authority" in md
+    assert "real snapd" in md and "signed by a lab authority" in md
+    assert "## snapd on each node" in md and "## Deploy against the real snapd" in md
+    assert "| snap.k8s.containerd.service |" in md and "| classic,held | active |" in md
     for mode in MODES:
         assert f"| {mode} | ok |" in md
 

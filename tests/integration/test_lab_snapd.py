@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from airgap.deploy.steps import _snap_list_revision
+from airgap.deploy.snapstep import parse_snap_list
 from airgap.nodes import Node, RunResult
 from tests.support.fakes import FakeNode
 from tests.support.require import need, require_binary, require_root
@@ -103,7 +103,7 @@ def test_snapd_then_the_base_install_and_list_with_their_notes(pair: Pair) -> No
         assert real.ok and fake.ok, real.stderr
         real, fake = pair.both(["snap", "list", name])
         for res in (real, fake):
-            assert _snap_list_revision(res.stdout, name) == "x1", res.stdout
+            assert parse_snap_list(res.stdout)[name].rev == "x1", res.stdout
             assert res.stdout.split()[-1] == note, res.stdout
 
 
@@ -116,7 +116,7 @@ def test_a_classic_snap_needs_classic_on_both(pair: Pair) -> None:
     assert real.ok and fake.ok, real.stderr
     real, fake = pair.both(["snap", "list", "k8s"])
     for res in (real, fake):
-        assert _snap_list_revision(res.stdout, "k8s") == "x1"
+        assert parse_snap_list(res.stdout)["k8s"].rev == "x1"
         assert res.stdout.split()[-1] == "classic"
 
 
@@ -209,8 +209,8 @@ def test_installing_the_file_again_refreshes_to_x2_on_both(pair: Pair) -> None:
     real, fake = pair.both(install("k8s", "--classic"))
     assert real.ok and fake.ok, real.stderr
     real, fake = pair.both(["snap", "list", "k8s"])
-    assert _snap_list_revision(real.stdout, "k8s") == "x2", real.stdout
-    assert _snap_list_revision(fake.stdout, "k8s") == "x2", fake.stdout
+    assert parse_snap_list(real.stdout)["k8s"].rev == "x2", real.stdout
+    assert parse_snap_list(fake.stdout)["k8s"].rev == "x2", fake.stdout
 
 
 def test_a_newer_version_installed_over_it_is_a_refresh(pair: Pair, tmp_path: Path) -> None:
@@ -222,22 +222,49 @@ def test_a_newer_version_installed_over_it_is_a_refresh(pair: Pair, tmp_path: Pa
                   timeout=180)
     cols = pair.real.run(["snap", "list", "k8s"]).stdout.splitlines()[-1].split()
     assert cols[1:3] == ["1.36.1", "x3"], cols
+    # deploy compares an x-revision by the installed file's SHA3-384: snapd's copy of
+    # the file under /var/lib/snapd/snaps is byte-identical to the one installed.
+    from airgap.deploy.snapstep import installed_sha3, snap_row
+    from airgap.snaps.verify import snap_sha3_384
+
+    row = snap_row(pair.real, "k8s")
+    assert row is not None and row.local
+    assert installed_sha3(pair.real, row) == snap_sha3_384(newer)[0]
     # snapd keeps the cluster's state (SNAP_COMMON) across the refresh.
     assert "role: control-plane" in pair.real.run(["k8s", "local-node-status"]).stdout
 
 
-def test_refresh_hold_on_this_snapd(pair: Pair) -> None:
+def test_refresh_hold_on_this_snapd_as_deploy_sets_it(pair: Pair) -> None:
+    """deploy's hold step on the real snapd, then the same on the fake: both see it."""
+    from airgap.deploy.snapstep import HOLD_RENEW_DAYS, hold_refreshes, hold_state, parse_hold
+
     version = pair.real.run(["snap", "version"]).stdout
-    per_snap = pair.real.run(["snap", "refresh", "--hold", "k8s"], check=False)
-    if "2.57" in version:  # Debian 12: no per-snap hold; hold all until a time
-        assert per_snap.returncode != 0 and "unknown flag `hold'" in per_snap.stderr
-        pair.real.run(["snap", "set", "system", "refresh.hold=2099-01-01T00:00:00Z"])
+    # A freshly seeded snapd holds refreshes itself, for a couple of hours (seen: 2 h
+    # after start, in refresh.hold): so short a hold is not one, and deploy holds anyway.
+    own = pair.real.run(["snap", "get", "system", "refresh.hold"], check=False)
+    until = parse_hold(own.stdout) if own.ok else None
+    print(f"snapd's own refresh.hold before deploy's: {own.stdout.strip() or own.stderr.strip()}")
+    assert until is None or until.timestamp() < int(
+        pair.real.run(["date", "+%s"]).stdout) + 86400
+    assert hold_state(pair.real, renew_within=HOLD_RENEW_DAYS)[0] is False
+    done = hold_refreshes(pair.real, "node-1")
+    held, how = hold_state(pair.real, renew_within=HOLD_RENEW_DAYS)
+    assert held, how
+    if "2.57" in version:  # Debian 12: no per-snap hold; every snap until a time
+        assert done.startswith("snap set system refresh.hold=")
+        assert "hold:" in pair.real.run(["snap", "refresh", "--time"]).stdout
         forever = pair.real.run(["snap", "set", "system", "refresh.hold=forever"], check=False)
         assert forever.returncode != 0
-        assert "hold:" in pair.real.run(["snap", "refresh", "--time"]).stdout
-    else:  # Debian 13 and Ubuntu: --hold, shown in the Notes column
-        assert per_snap.ok, per_snap.stderr
-        assert "held" in pair.real.run(["snap", "list", "k8s"]).stdout
+    else:  # Debian 13 and Ubuntu: --hold=forever, shown in the Notes column
+        assert done == "snap refresh --hold=forever k8s"
+        row = parse_snap_list(pair.real.run(["snap", "list", "k8s"]).stdout)["k8s"]
+        assert row.notes == ("classic", "held"), row
+        # `snap refresh --time` shows only the system-wide hold (snapd's own, above).
+    pair.fake.snaps.setdefault("k8s", "x3")
+    hold_refreshes(pair.fake, "node-1")
+    fake_row = parse_snap_list(pair.fake.run(["snap", "list", "k8s"]).stdout)["k8s"]
+    if "2.57" not in version:
+        assert fake_row.notes == row.notes
 
 
 def test_snapd_derives_the_lab_authoritys_key_ids_as_we_do(pair: Pair) -> None:
@@ -266,3 +293,20 @@ def test_snapd_refuses_the_lab_authoritys_snap_assertions(pair: Pair, tmp_path: 
     said = " ".join((res.stdout + res.stderr).split())
     print(f"snap ack of a lab-signed k8s.assert: exit {res.returncode}: {said}")
     assert res.returncode != 0 and "cannot" in said, said
+    # deploy's ack: an error naming the file without --dangerous, "install it with
+    # --dangerous" with it; the fake refuses the same way when told not to trust.
+    from airgap.deploy.snapstep import ack
+    from airgap.errors import AirgapError
+
+    def run(argv: list[str]) -> tuple[bool, str]:
+        r = pair.real.run(argv, check=False)
+        return r.ok, r.stderr or r.stdout
+
+    with pytest.raises(AirgapError, match=r"snapd does not trust /root/k8s.assert"):
+        ack("node-1", run, "/root/k8s.assert", "k8s", dangerous=False)
+    assert ack("node-1", run, "/root/k8s.assert", "k8s", dangerous=True) is False
+    pair.fake.trusts_assertions = False
+    pair.fake.write("/root/k8s.assert", made["k8s"][1].read_bytes())
+    fake = pair.fake.run(["snap", "ack", "/root/k8s.assert"], check=False)
+    assert fake.returncode != 0 and "cannot resolve prerequisite assertion" in fake.stderr
+    assert "cannot resolve prerequisite assertion" in said
