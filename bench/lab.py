@@ -1,7 +1,12 @@
-"""Lab timings: lab.image cold and cached, lab.up (fresh and again), lab.down.
+"""Lab timings: lab.image cold and cached, lab.up (fresh and again), lab.down, and the
+LXD floor lab.up is measured against.
 
-Prints figures; asserts nothing about speed. Needs root and a running LXD
-(`invoke lab.host`). `--keep-cache` skips the cold build (it removes the cached
+The floor: the same instances (same image, same root disk, nesting and /dev/fuse on
+the nodes) created and booted to `systemctl is-system-running` in parallel in a project
+of their own, with no networks and no configuration: what LXD itself needs. lab.up
+adds the bridges, the blackholes, the CAs, the registry, squid, the upstream's images
+and each role's configuration. Prints figures; asserts nothing about speed. Needs root
+and a running LXD (`invoke lab.host`). `--keep-cache` skips the cold build (it removes the cached
 base image tarball of the current recipe and rebuilds it with debootstrap).
 
     python -m bench.lab [--nodes N] [--keep-cache]
@@ -57,12 +62,47 @@ def main() -> None:
             down = lifecycle.down(spec, root=root)
         figures.append(("lab.down", down.seconds, f"{len(down.removed)} objects removed"))
 
+    floor = boot_floor(recipe)
+    figures.append((f"LXD floor: {len(spec.members)} bare instances booted", floor,
+                    "same image and devices, no networks, no configuration"))
+    up = next(f[1] for f in figures if f[0].startswith("lab.up ("))
+    figures.append(("lab.up / LXD floor", up / floor, "ratio"))
+
     width = max(len(f[0]) for f in figures)
     print(f"{'what':<{width}}  {'seconds':>8}  notes")
     for what, secs, note in figures:
         print(f"{what:<{width}}  {secs:8.2f}  {note}")
-    print("instances are LXD containers on this machine; nodes run the runtime stand-in "
-          "(Debian containerd), not the k8s snap")
+    print("instances are LXD containers on this machine; nodes run Debian's snapd "
+          "(deploy installs the lab's stand-in k8s snap), not the k8s snap")
+
+
+def boot_floor(recipe: object) -> float:
+    """Seconds to import the image and boot the lab's instances bare, in parallel."""
+    from lab import host, instances
+    from lab.image import build_image
+    from lab.lxd import LXDNode, wait_system_running
+    from lab.topology import InstanceType, LabSpec, Member
+
+    spec = LabSpec(name="benchfl", nodes=2, slot=101)
+    c = host.client()
+    t = time.monotonic()
+    try:
+        instances.ensure_project(spec)
+        built = build_image(recipe)  # type: ignore[arg-type]
+        instances.ensure_image(spec, built)
+
+        def boot(m: Member) -> None:
+            cfg = instances.instance_config(spec, m, InstanceType.container)
+            cfg["devices"] = {k: v for k, v in cfg["devices"].items() if v["type"] != "nic"}
+            cfg["source"] = {"type": "image", "alias": built.alias}
+            inst = host.client(spec.project).instances.create(cfg, wait=True)
+            inst.start(wait=True)
+            wait_system_running(LXDNode(m.name, project=spec.project), 300)
+
+        instances.for_each_member(boot, spec.members)
+        return time.monotonic() - t
+    finally:
+        instances.remove_project(c, spec)
 
 
 if __name__ == "__main__":

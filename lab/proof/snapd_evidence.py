@@ -90,7 +90,7 @@ def case_older(deploy: Deploy, bundle: Path, nodes: Mapping[str, Node],
                   for n in rep.nodes)
     after = _k8s(nodes)
     ok = refused and after == before
-    said = "; ".join(f"{n.name}: {n.errors[0].brief}" for n in rep.nodes if n.errors)
+    said = "; ".join(n.errors[0].brief for n in rep.nodes if n.errors)
     return DeployCase(f"older k8s {version}", "refused, nothing installed", ok,
                       f"{said}; k8s still {', '.join(f'{k}={v}' for k, v in after.items())}")
 

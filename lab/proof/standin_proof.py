@@ -382,10 +382,10 @@ def _run(spec: LabSpec, report: Report, steps: Steps, work: Path, root: Path | N
         for rows in fan_out(lambda n: isolation_checks(lxd_nodes[n], spec, "after deploy"),
                             names, limit=len(names)):
             report.isolation += rows
+    deploy_cases(report, steps, connected, plans, sets, bundle, work, nodes, trust, verify)
     with steps.step("snapd on each node: snap version, snap list, the runtime's unit"):
         report.snapd = [snapd_record(n, nodes[n]) for n in names]
     report.real_parts, report.stand_in_parts = list(REAL_PARTS), list(STAND_IN_PARTS)
-    deploy_cases(report, steps, connected, plans, sets, bundle, work, nodes, trust, verify)
 
 
 def deploy_cases(report: Report, steps: Steps, connected: Connected,

@@ -62,10 +62,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         from airgap.plan import load_plan
 
         work = root / "work"
+        work.mkdir()
         authority = Authority.create()
         trusted = authority.write_root(work / "lab-root.account-key.assert")
         info = LXDNode("node-1", project=spec.project).run(["cat", "/usr/lib/snapd/info"]).stdout
-        made = signed_snapd_set(work / "snaps", authority, snapd_info=info)
+        from airgap.plan.images import DOCKER_HUB, parse_image_ref
+
+        # The k8s snap's images.txt: the lab's images not on Docker Hub (as the proof).
+        k8s_images = [i for i in spec.images if parse_image_ref(i).registry != DOCKER_HUB]
+        made = signed_snapd_set(work / "snaps", authority, snapd_info=info, images=k8s_images)
         bundle = work / "bundle"
         connected_side(result.state, spec, work).prepare(
             load_plan(result.plan), bundle, from_dir=made["k8s"][0].parent,

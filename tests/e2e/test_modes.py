@@ -174,8 +174,8 @@ def test_snapd_on_every_node_ran_the_snaps_deploy_installed(proof: Proof) -> Non
             assert s.rev.startswith("x"), s  # --dangerous installs: x-revisions
         assert snaps["k8s"].notes == "classic,held", snaps["k8s"]  # deploy held it
         assert snaps["core22"].notes == "base" and snaps["snapd"].notes == "snapd"
-        # The newer-k8s case ran last and refreshed every node.
-        assert snaps["k8s"].version == "1.36.1", snaps["k8s"]
+        # Recorded after the deploy cases: the newer k8s refreshed every node, x1 -> x2.
+        assert (snaps["k8s"].version, snaps["k8s"].rev) == ("1.36.1", "x2"), snaps["k8s"]
     for mode in MODES:
         ready = {c.node: c.ready for c in r.cluster if c.mode == mode}
         assert ready == dict.fromkeys(r.nodes, True), (mode, ready)

@@ -12,11 +12,14 @@ from lab.report import (
     NOT_CHECKED,
     PROVED,
     ClusterNodeRecord,
+    DeployCase,
     IsolationRecord,
     NegativeRecord,
     PodRecord,
     PullRecord,
     Report,
+    SnapdRecord,
+    SnapRecord,
     to_markdown,
 )
 
@@ -100,6 +103,33 @@ def passing_report() -> Report:
     r.isolation = [IsolationRecord("node-1", "before deploy: resolve ghcr.io", True, "exit 2",
                                    PROVED, "getent hosts ghcr.io", 2)]
     return r
+
+
+def snapd_report() -> Report:
+    """A proof on snapd nodes: the snapd, deploy-case and real/stand-in sections; a unit
+    that is not active, or a failed case, fails the report."""
+    r = passing_report()
+    r.runtime = "real snapd with the lab's stand-in k8s snap; containerd 1.7.24"
+    r.snapd = [SnapdRecord("node-1", "2.68.3", "active", [
+        SnapRecord("core22", "0", "x1", "base"), SnapRecord("k8s", "1.36.1", "x2",
+                                                              "classic,held")])]
+    r.deploy_cases = [DeployCase("older k8s 1.35.9", "refused", True, "refusing | to downgrade")]
+    r.real_parts, r.stand_in_parts = ["snapd"], ["the k8s snap"]
+    return r
+
+
+def test_snapd_sections_and_their_verdict() -> None:
+    r = snapd_report()
+    md = to_markdown(r)
+    assert md.startswith("# k8s-airgap lab proof: PASSED") and "a **real snapd**" in md
+    assert "| node-1 | 2.68.3 | k8s | 1.36.1 | x2 | classic,held | active |" in md
+    assert "| older k8s 1.35.9 | refused | ok | refusing \\| to downgrade |" in md
+    assert "- real: snapd\n" in md and "- stand-in: the k8s snap\n" in md
+    r.snapd[0].unit = "inactive"
+    assert not r.ok and to_markdown(r).startswith("# k8s-airgap lab proof: FAILED")
+    r.snapd[0].unit = "active"
+    r.deploy_cases[0].ok = False
+    assert not r.ok and "| older k8s 1.35.9 | refused | FAILED |" in to_markdown(r)
 
 
 def bare_report() -> Report:
