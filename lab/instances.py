@@ -29,7 +29,7 @@ from lab.image import BuiltImage
 from lab.lxd import LXDNode, wait_address, wait_system_running, wait_until
 from lab.ocibuild import Builder, Regctl, push_layout
 from lab.roles import RoleContext, bastion, node, proxy, registry, upstream
-from lab.topology import UPSTREAM_PORT, InstanceType, LabSpec, Member, Runtime
+from lab.topology import UPSTREAM_PORT, InstanceType, LabSpec, Member
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -341,7 +341,7 @@ def configure(spec: LabSpec, m: Member, ca: LabCA, public_ca: LabCA,
     elif m.role == "bastion":
         return bastion.configure(n, ctx)
     elif m.role == "node":
-        node.configure(n, ctx, stand_in=spec.runtime is Runtime.stand_in)
+        node.configure(n, ctx)
     return []
 
 

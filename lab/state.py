@@ -52,7 +52,7 @@ class LabState:
     proxy: str = ""
     public_ca_file: str = ""
     timings: dict[str, float] = field(default_factory=dict)
-    runtime_kind: str = Runtime.stand_in.value
+    runtime_kind: str = Runtime.snapd.value
     node_instance_type: str = ""
 
     def write(self, directory: Path) -> Path:
@@ -79,7 +79,10 @@ def spec_from_state(name: str, root: Path | None = None, slot: int | None = None
     upstream = Upstream(st.upstream) if st else Upstream.simulated
     images = tuple(st.images) if st else LabSpec().images
     nodes = max(1, len([m for m in st.members if m["role"] == "node"])) if st else 1
-    runtime = Runtime(st.runtime_kind) if st else Runtime.snapd
+    # A lab.json from before the no-snapd runtime was removed says "stand-in": its nodes
+    # come down the same way.
+    kinds = {r.value for r in Runtime}
+    runtime = Runtime(st.runtime_kind) if st and st.runtime_kind in kinds else Runtime.snapd
     return LabSpec(name=name, slot=slot, upstream=upstream, images=images, nodes=nodes,
                    runtime=runtime)
 

@@ -71,8 +71,7 @@ def image(c: Context, rebuild: bool = False, debug: bool = False) -> None:
                     "$K8S_AIRGAP_IMAGE_SERVER; none: build locally).",
     "k8s_snap": "Nodes for the real k8s snap: Ubuntu VMs from --image-server, no stand-in.",
     "runtime": "What the nodes run: snapd (default: Debian's snapd; deploy installs the "
-               "lab's stand-in snaps), stand-in (no snapd: Debian's containerd as the snap's "
-               "unit), k8s-snap (same as --k8s-snap).",
+               "lab's stand-in snaps) or k8s-snap (same as --k8s-snap).",
     "debug": "Log every command run.",
 })
 def up(c: Context, name: str = "lab", nodes: int = 2, slot: int = 0,

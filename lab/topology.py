@@ -37,7 +37,6 @@ REGISTRY_HTTP_PORT = 5000
 REGISTRY_HTTPS_PORT = 5443
 PROXY_PORT = 3128
 UPSTREAM_PORT = 443
-STAND_IN_LABEL = "runtime stand-in (Debian containerd), not the k8s snap"
 K8S_SNAP_LABEL = "k8s snap (the real snap from the bundle, on VM nodes)"
 SNAPD_LABEL = ("real snapd with the lab's stand-in k8s snap (installed by deploy; its "
                "containerd app is the node's containerd, its k8s command a stand-in CLI)")
@@ -51,12 +50,11 @@ class InstanceType(str, Enum):
 
 class Runtime(str, Enum):
     """What the nodes run. snapd (the default): Debian's snapd, into which deploy installs
-    the lab's stand-in snaps; stand-in: no snapd, Debian's containerd as the snap's unit
-    (kept for the side-load import tests, which need a runtime without a deploy);
-    k8s-snap: the real k8s snap (Ubuntu VM nodes)."""
+    the lab's stand-in snaps; k8s-snap: the real k8s snap (Ubuntu VM nodes). (A runtime
+    without snapd, Debian's containerd posing as the snap's unit, served until deploy
+    could install the stand-in snaps into snapd; nothing needs it now.)"""
 
     snapd = "snapd"
-    stand_in = "stand-in"
     k8s_snap = "k8s-snap"
 
 
@@ -136,8 +134,7 @@ class LabSpec:
 
     @property
     def runtime_label(self) -> str:
-        return {Runtime.k8s_snap: K8S_SNAP_LABEL, Runtime.snapd: SNAPD_LABEL}.get(
-            self.runtime, STAND_IN_LABEL)
+        return K8S_SNAP_LABEL if self.runtime is Runtime.k8s_snap else SNAPD_LABEL
 
     # Names ---------------------------------------------------------------
     @property

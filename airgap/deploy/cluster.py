@@ -85,10 +85,6 @@ def form_cluster(ctx: Context, runs: Mapping[str, NodeDeploy],
     if not prepared[first.name]:
         skip_all(f"the bootstrap node {first.name} failed", StepStatus.not_run)
         return
-    if boot.skip_reason:
-        skip_all(boot.skip_reason)
-        return
-
     # Bootstrap.
     def do_bootstrap() -> tuple[StepStatus, str]:
         if in_cluster(boot.node, first.name):
@@ -111,9 +107,6 @@ def form_cluster(ctx: Context, runs: Mapping[str, NodeDeploy],
     joinable: list[NodeDeploy] = []
     for run in others:
         if not prepared[run.spec.name]:
-            continue
-        if run.skip_reason:
-            run.report.add("join", StepStatus.skipped, run.skip_reason)
             continue
         try:
             member = in_cluster(run.node, run.spec.name)
@@ -179,15 +172,12 @@ def form_cluster(ctx: Context, runs: Mapping[str, NodeDeploy],
         r
         for r in runs.values()
         if prepared[r.spec.name]
-        and not r.skip_reason
         and r.report.status_of("join" if r is not boot else "bootstrap")
         in (StepStatus.done, StepStatus.changed)
     ]
     for r in runs.values():
         if prepared[r.spec.name] and r not in waiting and r.report.status_of("ready") is None:
-            reason = r.skip_reason or "not a cluster member"
-            status = StepStatus.skipped if r.skip_reason else StepStatus.not_run
-            r.report.add("ready", status, reason)
+            r.report.add("ready", StepStatus.not_run, "not a cluster member")
     _wait_ready(ctx, boot.node, waiting)
 
 

@@ -29,7 +29,6 @@ class NodeReport:
     role: str
     steps: list[StepResult] = field(default_factory=list)
     errors: list[AirgapError] = field(default_factory=list)
-    stand_in: bool = False
     # Snaps installed with --dangerous: snapd did not trust their assertions.
     dangerous: list[str] = field(default_factory=list)
 

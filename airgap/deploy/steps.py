@@ -22,14 +22,13 @@ from airgap.deploy.snapstep import (
     snap_row,
 )
 from airgap.errors import AirgapError, CommandError
-from airgap.nodes import Node, has_command, is_stand_in, read_text
+from airgap.nodes import Node, has_command, read_text
 from airgap.plan import CONTAINERD_UNIT, Mode
 from airgap.plan import Node as PlanNode
 from airgap.render import RenderedFile
 from airgap.render.proxy import proxy_environment
 from airgap.render.route import render_route
 
-STAND_IN_REASON = "runtime stand-in, the k8s snap is not available here"
 SNAP_INSTALL_TIMEOUT = 900.0
 
 
@@ -73,8 +72,6 @@ class NodeDeploy:
         self.spec = spec
         self.node = node
         self.report = NodeReport(spec.name, spec.role.value)
-        self.snap_possible = False
-        self.skip_reason = ""
         self.sideload_pending = False
 
     def run_step(self, name: str, fn: Callable[[], tuple[StepStatus, str]]) -> bool:
@@ -104,34 +101,21 @@ class NodeDeploy:
         return True
 
     def inspect(self) -> tuple[StepStatus, str]:
-        self.report.stand_in = is_stand_in(self.node)
-        has_snap = has_command(self.node, "snap")
-        if self.ctx.bundle.snaps and has_snap and not self.report.stand_in:
-            self.snap_possible = True
-            return StepStatus.done, "snapd present"
-        # A node running the lab's runtime stand-in keeps it, even where snapd is there
-        # too (the lab image carries snapd): the stand-in replaces the k8s snap.
-        why = ("the bundle has no snaps" if not self.ctx.bundle.snaps else
-               "snapd present, the stand-in replaces the k8s snap" if has_snap else
-               "no snap command")
-        if self.report.stand_in:
-            self.skip_reason = f"{STAND_IN_REASON} ({why})"
-            return StepStatus.done, f"runtime stand-in; {why}"
-        if not has_snap:
+        if not has_command(self.node, "snap"):
             raise AirgapError(
                 f"{self.spec.name}: snapd is not installed (no `snap` command)",
                 resolution="Install snapd from the distribution's media (e.g. the snapd .deb) "
                 "and run deploy again.",
             )
-        raise AirgapError(
-            f"{self.ctx.bundle.root}: the bundle has no snaps to install",
-            resolution="Run `invoke prepare --bundle DIR` on the connected side "
-            "(it downloads k8s, its base and snapd with their assertions).",
-        )
+        if not self.ctx.bundle.snaps:
+            raise AirgapError(
+                f"{self.ctx.bundle.root}: the bundle has no snaps to install",
+                resolution="Run `invoke prepare --bundle DIR` on the connected side "
+                "(it downloads k8s, its base and snapd with their assertions).",
+            )
+        return StepStatus.done, "snapd present"
 
     def transfer(self) -> tuple[StepStatus, str]:
-        if not self.snap_possible:
-            return StepStatus.skipped, self.skip_reason
         files = self.ctx.bundle.files_to_transfer()
         remote = {f: remote_path(self.ctx.bundle, f) for f in files}
         have = _remote_sums(self.node, list(remote.values()))
@@ -153,8 +137,6 @@ class NodeDeploy:
         return StepStatus.changed, f"sent {len(sent)} of {len(files)} files, sha256 verified"
 
     def snaps(self) -> tuple[StepStatus, str]:
-        if not self.snap_possible:
-            return StepStatus.skipped, self.skip_reason
         installed: list[str] = []
         kept: list[str] = []
         for s in self.ctx.bundle.snaps:
@@ -197,8 +179,6 @@ class NodeDeploy:
     def hold(self) -> tuple[StepStatus, str]:
         """Automatic refreshes held: the store is unreachable, and a refresh must be an
         operator's decision (FACTS: snapd retries and logs; an upgrade is planned)."""
-        if not self.snap_possible:
-            return StepStatus.skipped, self.skip_reason
         held, how = hold_state(self.node, renew_within=HOLD_RENEW_DAYS)
         if held:
             return StepStatus.done, how
@@ -245,7 +225,7 @@ class NodeDeploy:
                 "yet; it imports them when bootstrap/join starts it"
             )
         if (written or dropin or stale) and outcome != DELIVERED:
-            # try-restart: a running containerd (stand-in, or an installed snap) picks
+            # try-restart: a running containerd (the installed snap's) picks
             # the change up now; one that is not running yet reads it when it starts.
             self.node.run(["systemctl", "try-restart", f"{CONTAINERD_UNIT}.service"])
             changes.append("containerd restarted")

@@ -9,14 +9,10 @@ a recording fake.
 
 from airgap.nodes.base import (
     HAS_COMMAND_SCRIPT,
-    STAND_IN_MARKER,
-    STAND_IN_PROBE,
-    STAND_IN_UNIT,
     Node,
     RunResult,
     check_result,
     has_command,
-    is_stand_in,
     read_text,
     shell_quote,
 )
@@ -25,8 +21,8 @@ from airgap.nodes.local import LocalNode
 from airgap.nodes.ssh import SSH_CONNECT_TIMEOUT, SSHNode, redact_env
 
 __all__ = [
-    "HAS_COMMAND_SCRIPT", "SSH_CONNECT_TIMEOUT", "STAND_IN_MARKER", "STAND_IN_PROBE",
-    "STAND_IN_UNIT", "LocalNode", "Node", "RunResult", "SSHNode", "build_node", "build_nodes",
-    "check_result", "close_nodes", "has_command", "is_stand_in", "read_text", "redact_env",
+    "HAS_COMMAND_SCRIPT", "SSH_CONNECT_TIMEOUT",
+    "LocalNode", "Node", "RunResult", "SSHNode", "build_node", "build_nodes",
+    "check_result", "close_nodes", "has_command", "read_text", "redact_env",
     "shell_quote",
 ]

@@ -1,5 +1,5 @@
 """The Node protocol every step takes, its result type, and observations shared by
-deploy and preflight (has a command, runs the lab's stand-in, reads a file)."""
+deploy and preflight (has a command, reads a file)."""
 
 from __future__ import annotations
 
@@ -67,10 +67,6 @@ def shell_quote(argv: Sequence[str]) -> str:
 
 # --- observations shared by deploy and preflight ------------------------------------
 
-# Written by the lab on nodes where Debian's containerd stands in for the k8s snap.
-STAND_IN_MARKER = "/etc/k8s-airgap/stand-in"
-
-
 # dash's `command -v` exits 127 when the name is missing, which transports report as
 # "command not found" (an error); exit 1 keeps it an ordinary answer.
 HAS_COMMAND_SCRIPT = 'command -v "$1" >/dev/null || exit 1'
@@ -79,18 +75,6 @@ HAS_COMMAND_SCRIPT = 'command -v "$1" >/dev/null || exit 1'
 def has_command(node: Node, name: str) -> bool:
     """Whether ``name`` is on the node's PATH (no exception for a missing binary)."""
     return node.run(["sh", "-c", HAS_COMMAND_SCRIPT, "sh", name], check=False).ok
-
-
-# The lab's stand-in unit says so in its Description (lab/roles/node.py).
-STAND_IN_UNIT = "/etc/systemd/system/snap.k8s.containerd.service"
-STAND_IN_PROBE = (
-    f'test -e {STAND_IN_MARKER} || grep -qs "^Description=.*runtime stand-in" {STAND_IN_UNIT}'
-)
-
-
-def is_stand_in(node: Node) -> bool:
-    """Whether the node runs the lab's runtime stand-in instead of the k8s snap."""
-    return node.run(["sh", "-c", STAND_IN_PROBE], check=False).ok
 
 
 def read_text(node: Node, path: str) -> str | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from airgap.bundle import Bundle
 from airgap.deploy.snapstep import HOLD_RENEW_DAYS, hold_state, snap_row
-from airgap.nodes import Node, has_command
+from airgap.nodes import Node
 from airgap.preflight.report import Check, CheckStatus, last_line
 
 CLOCK_TOLERANCE = 120.0
@@ -44,11 +44,8 @@ def _gib(n: int) -> str:
 SNAPD_SOCKET = "/run/snapd.socket"
 
 
-def check_snapd(node: Node, stand_in: bool) -> list[Check]:
-    if stand_in:
-        return [Check("snapd", CheckStatus.skip,
-                      "runtime stand-in, the k8s snap is not available here")]
-    if not has_command(node, "snap"):
+def check_snapd(node: Node, has_snap: bool) -> list[Check]:
+    if not has_snap:
         return [Check("snapd", CheckStatus.fail, "no `snap` command",
                       "install snapd from the distribution media (e.g. the snapd .deb)")]
     start = "systemctl enable --now snapd.socket snapd.service"
@@ -65,13 +62,11 @@ def check_snapd(node: Node, stand_in: bool) -> list[Check]:
     return [Check("snapd", CheckStatus.ok, f"snapd {snapd}")]
 
 
-def check_refresh_hold(node: Node, stand_in: bool) -> list[Check]:
+def check_refresh_hold(node: Node, has_snap: bool) -> list[Check]:
     """Automatic refreshes held: the store is out of reach, and a refresh is a planned
     upgrade, never snapd's own. Before k8s is installed there is nothing to hold yet."""
     name = "refresh hold"
-    if stand_in:
-        return [Check(name, CheckStatus.skip, "runtime stand-in, no k8s snap to hold")]
-    if not has_command(node, "snap"):
+    if not has_snap:
         return [Check(name, CheckStatus.skip, "no `snap` command (see the snapd check)")]
     if snap_row(node, "k8s") is None:
         return [Check(name, CheckStatus.skip, "k8s not installed yet; deploy holds it")]

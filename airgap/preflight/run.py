@@ -10,7 +10,7 @@ from pathlib import Path
 from airgap.bundle import Bundle
 from airgap.errors import AirgapError
 from airgap.fanout import fan_out
-from airgap.nodes import Node, is_stand_in
+from airgap.nodes import Node, has_command
 from airgap.plan import Mode, Plan, mirror_ca_pem, workload_images
 from airgap.plan import Node as PlanNode
 from airgap.plan.defaults import default_images
@@ -52,12 +52,12 @@ def _checks_for(node: Node, spec: PlanNode, inp: _Inputs) -> NodeChecks:
         steps.append(lambda: check_mirror(node, plan, inp.ca_pem))
     steps.append(lambda: check_disk(node, inp.required_bytes))
     try:
-        stand_in = is_stand_in(node)
+        has_snap = has_command(node, "snap")
     except AirgapError as exc:
         result.checks.append(Check("connect", CheckStatus.fail, exc.brief, exc.resolution or ""))
         return result
-    steps += [lambda: check_snapd(node, stand_in),
-              lambda: check_refresh_hold(node, stand_in),
+    steps += [lambda: check_snapd(node, has_snap),
+              lambda: check_refresh_hold(node, has_snap),
               lambda: check_clock(node, inp.clock, inp.clock_tolerance)]
     for step in steps:
         try:

@@ -20,7 +20,7 @@ _STYLE = {
 def report_tables(report: DeployReport) -> list[Table]:
     """One rich Table per node."""
     return [
-        node_table(f"{n.name} ({n.role}{', runtime stand-in' if n.stand_in else ''})",
+        node_table(f"{n.name} ({n.role})",
                    ("step", "result", "detail"),
                    [(s.step, styled(s.status, _STYLE), s.detail) for s in n.steps])
         for n in report.nodes

@@ -122,8 +122,8 @@ def real_deploy_problems(dep: deploy_mod.DeployReport) -> list[str]:
     bad_status = (deploy_mod.StepStatus.failed, deploy_mod.StepStatus.not_run)
     out = []
     for nr in dep.nodes:
-        if nr.stand_in:
-            out.append(f"{nr.name}: the runtime stand-in is present on a real-snap node")
+        if nr.dangerous:
+            out.append(f"{nr.name}: installed with --dangerous: {', '.join(nr.dangerous)}")
         for s in nr.steps:
             if s.status in bad_status:
                 out.append(f"{nr.name} {s.step}: {s.status.value}: {s.detail}")

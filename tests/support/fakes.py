@@ -5,8 +5,11 @@ deploy and preflight steps issue from a small simulated state: files, the defaul
 route, installed snaps, cluster membership (shared between the nodes of one
 ``FakeCluster``), the snap's containerd (inactive until bootstrap/join, like the real
 snap, when ``containerd_active=False``; it imports side-loaded archives when it starts),
-systemd's view of the proxy drop-in. Like k8sd, a join is refused unless the name the
-node joins as (``--name``, else its hostname) is the name the token was made for.
+systemd's view of the proxy drop-in, snapd's trust (``trusts_assertions=False``: `snap
+ack` refuses as it refuses the lab authority) and its hold (``per_snap_hold``: snapd
+2.58+ `--hold=forever`, else only `refresh.hold=<time>`). Like k8sd, a join is refused
+unless the name the node joins as (``--name``, else its hostname) is the name the
+token was made for.
 Tests inject failures with ``fail_on`` and canned answers with ``on``. It does not run
 anything.
 """
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from airgap.deploy.snapstep import SHA3_SCRIPT, SNAPS_DIR
 from airgap.errors import AirgapError, CommandError
-from airgap.nodes import STAND_IN_MARKER, STAND_IN_PROBE, RunResult, check_result
+from airgap.nodes import RunResult, check_result
 from airgap.plan import CONTAINERD_UNIT, PROXY_DROPIN, SIDELOAD_DIR
 from airgap.sideload import SNAP_CTR
 
@@ -70,7 +73,6 @@ class FakeNode:
     modes: dict[str, int] = field(default_factory=dict)
     snaps: dict[str, str] = field(default_factory=dict)  # name -> revision
     has_snapd: bool = True
-    stand_in: bool = False
     default_route: str = ""
     missing_commands: set[str] = field(default_factory=set)
     # Revision that `snap install PATH` installs, by snap name.
@@ -100,8 +102,6 @@ class FakeNode:
     _on: list[tuple[tuple[str, ...], Responder]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.stand_in:
-            self.files.setdefault(STAND_IN_MARKER, b"")
         if not self.hostname:
             self.hostname = self.name
         if self.name in self.cluster.members and self.member_as is None:
@@ -208,8 +208,6 @@ class FakeNode:
             case ["sh", "-c", script, _, name] if script.startswith("command -v"):
                 present = self.has_snapd if name == "snap" else name not in self.missing_commands
                 return ok if present else fail("", 1)
-            case ["sh", "-c", script] if script == STAND_IN_PROBE:
-                return ok if STAND_IN_MARKER in self.files else fail("")
             case ["test", "-e" | "-S", path]:
                 return ok if path in self.files else fail("")
             case ["cat", path]:

@@ -15,12 +15,11 @@ from airgap.deploy import (
     JOIN_SCRIPT,
     REMOTE_BUNDLE,
     SIDELOAD_STEP,
-    STAND_IN_REASON,
     StepStatus,
     deploy,
 )
 from airgap.errors import AirgapError
-from airgap.nodes import HAS_COMMAND_SCRIPT, STAND_IN_PROBE, Node, RunResult
+from airgap.nodes import HAS_COMMAND_SCRIPT, Node, RunResult
 from airgap.plan import PROXY_DROPIN, SIDELOAD_DIR, Plan, parse_plan
 from airgap.plan.images import parse_image_ref
 from airgap.plan.lock import ImageLock, LockedImage, write_lock
@@ -127,7 +126,6 @@ def prepare_sequence(runtime: list[list[str]]) -> list[list[str]]:
         ["snap", "refresh", "--hold=forever", "k8s"],
     ]
     return [
-        ["sh", "-c", STAND_IN_PROBE],
         ["sh", "-c", HAS_COMMAND_SCRIPT, "sh", "snap"],
         ["sha256sum", "--", *TRANSFER],
         ["sha256sum", "--", *TRANSFER],
@@ -323,27 +321,22 @@ def test_existing_gateway_route_is_left_alone(tmp_path: Path) -> None:
     assert NETPLAN_FILE not in nodes["node-1"].files
 
 
-def test_stand_in_skips_snap_steps_and_says_why(tmp_path: Path) -> None:
+def test_a_node_without_snapd_fails_its_first_step_and_nothing_is_sent(
+        tmp_path: Path) -> None:
     plan = make_plan(["proxy"], roles=("control-plane", "worker"))
-    bundle = make_bundle(tmp_path / "bundle", snaps=False)
-    _, nodes = fakes(plan, has_snapd=False, stand_in=True)
+    bundle = make_bundle(tmp_path / "bundle")
+    _, nodes = fakes(plan)
+    nodes["node-2"].has_snapd = False
     report, _ = run_deploy(plan, nodes, bundle)
-    assert report.ok
-    for nr in report.nodes:
-        assert nr.stand_in
-        for step in ("transfer", "snaps", "ready"):
-            assert nr.status_of(step) is StepStatus.skipped, (nr.name, step)
-            assert STAND_IN_REASON in next(s.detail for s in nr.steps if s.step == step)
-        assert nr.status_of("runtime") is StepStatus.changed
-    assert report.node("node-1").status_of("bootstrap") is StepStatus.skipped
-    assert report.node("node-2").status_of("join") is StepStatus.skipped
-    for n in nodes.values():
-        assert PROXY_DROPIN in n.files
-        assert n.issued("systemctl", "try-restart", DROPIN_UNIT)
-        assert not n.issued("snap") and not n.issued("k8s")
+    nr = report.node("node-2")
+    assert nr.status_of("inspect") is StepStatus.failed
+    assert "snapd is not installed" in nr.errors[0].brief
+    assert nr.status_of("transfer") is StepStatus.not_run
+    assert nodes["node-2"].written == [] and not nodes["node-2"].issued("snap", "install")
+    assert report.node("node-1").status_of("bootstrap") is StepStatus.changed
 
 
-def test_no_snaps_and_no_stand_in_is_an_error_on_that_node(tmp_path: Path) -> None:
+def test_a_bundle_without_snaps_is_an_error_on_that_node(tmp_path: Path) -> None:
     plan = make_plan(["proxy"], roles=("control-plane",))
     bundle = make_bundle(tmp_path / "bundle", snaps=False)
     _, nodes = fakes(plan)

@@ -201,22 +201,22 @@ def test_preflight_checks_the_hold_deploy_set() -> None:
     from airgap.preflight.report import CheckStatus
 
     _, _, node = one_node()
-    [c] = check_refresh_hold(node, stand_in=False)
+    [c] = check_refresh_hold(node, has_snap=True)
     assert c.status is CheckStatus.skip and "not installed yet" in c.detail
     node.snaps.update(REVS)
-    [c] = check_refresh_hold(node, stand_in=False)
+    [c] = check_refresh_hold(node, has_snap=True)
     assert c.status is CheckStatus.fail and "--hold=forever" in c.fix
     node.held.add("k8s")
-    [c] = check_refresh_hold(node, stand_in=False)
+    [c] = check_refresh_hold(node, has_snap=True)
     assert c.status is CheckStatus.ok and "held" in c.detail
     node.held.clear()
     node.refresh_hold = (datetime.now(timezone.utc) + timedelta(days=60)).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
-    [c] = check_refresh_hold(node, stand_in=False)
+    [c] = check_refresh_hold(node, has_snap=True)
     assert c.status is CheckStatus.ok and "refresh.hold" in c.detail
     node.refresh_hold = (datetime.now(timezone.utc) + timedelta(days=2)).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
-    [c] = check_refresh_hold(node, stand_in=False)
+    [c] = check_refresh_hold(node, has_snap=True)
     assert c.status is CheckStatus.fail and "within 30 days" in c.detail
-    [c] = check_refresh_hold(node, stand_in=True)
+    [c] = check_refresh_hold(node, has_snap=False)
     assert c.status is CheckStatus.skip

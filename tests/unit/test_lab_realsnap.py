@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from airgap import deploy as deploy_mod
 from airgap import sideload, tools
 from airgap.deploy import DeployReport, NodeReport, StepStatus
 from airgap.errors import AirgapError
@@ -206,7 +205,7 @@ def real_report(ok_steps: bool = True) -> Any:
             if ok_steps:
                 nr.add("snaps", StepStatus.changed, "installed now: k8s=1234")
             else:
-                nr.add("snaps", StepStatus.skipped, deploy_mod.STAND_IN_REASON)
+                nr.add("snaps", StepStatus.skipped, "the bundle has no snaps")
             nr.add("route", StepStatus.done, "present")
             nr.add("runtime", StepStatus.changed, "hosts.d: 1 file(s)")
             nr.add("bootstrap" if i == 0 else "join", StepStatus.changed, "ok")
@@ -387,13 +386,13 @@ def test_pod_wait_has_a_deadline() -> None:
 
 def test_deploy_problems_name_every_skip_and_missing_step() -> None:
     nr = NodeReport("node-2", "worker")
-    nr.add("transfer", StepStatus.skipped, "runtime stand-in")
-    nr.add("snaps", StepStatus.skipped, "runtime stand-in")
-    nr.add("join", StepStatus.skipped, "runtime stand-in")
-    nr.stand_in = True
+    nr.add("transfer", StepStatus.skipped, "skipped")
+    nr.add("snaps", StepStatus.skipped, "skipped")
+    nr.add("join", StepStatus.skipped, "skipped")
+    nr.dangerous = ["k8s"]
     problems = proof.real_deploy_problems(DeployReport([nr]))
     text = "; ".join(problems)
-    assert "stand-in is present" in text
+    assert "installed with --dangerous: k8s" in text
     for step in ("transfer", "snaps", "join"):
         assert f"node-2 {step}: skipped" in text
     assert "node-2 ready: did not run" in text

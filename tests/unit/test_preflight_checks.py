@@ -218,18 +218,18 @@ def test_low_disk_fails() -> None:
     assert check.detail == "1.0 GiB free on /var, need 4.0 GiB"
 
 
-def test_clock_skew_fails_and_stand_in_skips_snapd() -> None:
+def test_clock_skew_fails_and_a_node_without_snapd_fails_snapd() -> None:
     plan = make_plan()
     nodes = {n: healthy(n) for n in ADDRS}
     nodes["node-1"].on("date", answer=RunResult([], 0, f"{int(NOW) - 600}\n", ""))
-    nodes["node-2"] = healthy("node-2", has_snapd=False, stand_in=True)
     nodes["node-3"] = healthy("node-3", has_snapd=False)
     report = run(plan, nodes)
     clock = report.node("node-1").get("clock")
     assert clock.status is CheckStatus.fail and clock.detail.startswith("-600 s")
-    assert report.node("node-2").get("snapd").status is CheckStatus.skip
-    assert "runtime stand-in" in report.node("node-2").get("snapd").detail
-    assert report.node("node-3").get("snapd").status is CheckStatus.fail
+    snapd = report.node("node-3").get("snapd")
+    assert snapd.status is CheckStatus.fail and "snapd" in snapd.fix
+    hold = report.node("node-3").get("refresh hold")
+    assert hold.status is CheckStatus.skip and "see the snapd check" in hold.detail
 
 
 def test_snapd_installed_but_not_running_fails_fast() -> None:

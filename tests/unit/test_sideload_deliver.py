@@ -93,8 +93,8 @@ def test_wrong_and_missing_digests_are_reported(archives) -> None:  # type: igno
     assert status == {PAUSE: (other, "wrong digest"), COREDNS: (None, "missing")}
 
 
-def test_stand_in_runtime_is_restarted_with_systemctl() -> None:
-    node = FakeNode("node-1", has_snapd=False, stand_in=True)
+def test_a_runtime_unit_without_the_snap_is_restarted_with_systemctl() -> None:
+    node = FakeNode("node-1", has_snapd=False)
     assert restart_runtime(node) == "systemctl restart snap.k8s.containerd"
     assert node.issued("systemctl", "restart") == [["systemctl", "restart", "snap.k8s.containerd"]]
 
