@@ -62,7 +62,7 @@ def main() -> None:
             down = lifecycle.down(spec, root=root)
         figures.append(("lab.down", down.seconds, f"{len(down.removed)} objects removed"))
 
-    floor = boot_floor(recipe)
+    floor = boot_floor(recipe, args.nodes)
     figures.append((f"LXD floor: {len(spec.members)} bare instances booted", floor,
                     "same image and devices, no networks, no configuration"))
     up = next(f[1] for f in figures if f[0].startswith("lab.up ("))
@@ -76,14 +76,14 @@ def main() -> None:
           "(deploy installs the lab's stand-in k8s snap), not the k8s snap")
 
 
-def boot_floor(recipe: object) -> float:
+def boot_floor(recipe: object, nodes: int) -> float:
     """Seconds to import the image and boot the lab's instances bare, in parallel."""
     from lab import host, instances
     from lab.image import build_image
     from lab.lxd import LXDNode, wait_system_running
     from lab.topology import InstanceType, LabSpec, Member
 
-    spec = LabSpec(name="benchfl", nodes=2, slot=101)
+    spec = LabSpec(name="bfloor", nodes=nodes, slot=101)
     c = host.client()
     t = time.monotonic()
     try:

@@ -156,12 +156,12 @@ class RegistryClient:
             conn.close()
         self._local.conn = None
 
-    def _send(self, method: str, path: str,
-              headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    def _send(self, method: str, path: str, headers: dict[str, str],
+              body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
         for attempt in (1, 2):
             conn = self._conn()
             try:
-                conn.request(method, path, headers=headers)
+                conn.request(method, path, body=body, headers=headers)
                 resp = conn.getresponse()
                 body = resp.read()
                 with self._lock:
@@ -197,16 +197,15 @@ class RegistryClient:
             resolution=f"Start {self.label} (or fix its address) and run the command again.")
 
     def request(self, method: str, path: str, *, scope: str = "",
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-        hdrs = dict(headers or {})
-        auth = self._auth.get(scope) or (self._basic() if self._basic_ok else None)
-        if auth:
-            hdrs["Authorization"] = auth
-        status, rh, body = self._send(method, path, hdrs)
+                headers: dict[str, str] | None = None,
+                data: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+        hdrs = {**(headers or {}), **self.authorization(scope)}
+        extra = () if data is None else (data,)  # tests script _send with three arguments
+        status, rh, body = self._send(method, path, hdrs, *extra)
         if status != 401:
             return status, rh, body
         hdrs["Authorization"] = self._answer(rh.get("www-authenticate", ""), scope)
-        status, rh, body = self._send(method, path, hdrs)
+        status, rh, body = self._send(method, path, hdrs, *extra)
         if status == 401:
             raise self._rejected()
         return status, rh, body
@@ -274,6 +273,26 @@ class RegistryClient:
         with self._lock:
             self._auth[scope] = value
         return value
+
+    def authorization(self, scope: str) -> dict[str, str]:
+        """The Authorization header a request for scope already earned (may be empty):
+        for streamed requests (airgap/registry/blobs.py) after a small one authenticated."""
+        auth = self._auth.get(scope) or (self._basic() if self._basic_ok else None)
+        return {"Authorization": auth} if auth else {}
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return self._ssl
+
+    def unreachable(self, exc: BaseException) -> RegistryAccessError:
+        return self._unreachable(exc)
+
+    def connection(self) -> http.client.HTTPConnection:
+        """This thread's connection (opened on demand), for streamed requests."""
+        return self._conn()
+
+    def discard_connection(self) -> None:
+        self._drop()
 
     def ping(self) -> None:
         """Reach /v2/ once: surfaces connection, TLS and credential problems up front."""
