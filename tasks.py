@@ -12,7 +12,7 @@ from invoke import Collection, Context, Exit, task  # type: ignore[attr-defined]
 from rich.console import Console
 
 from airgap.bundle import NO_CHECK_WARNING
-from airgap.cli import TRUST_HELP, configure_logging, trust_flags, user_errors
+from airgap.cli import SIGNER_HELP, TRUST_HELP, configure_logging, trust_flags, user_errors
 from lab.lxd import TRANSPORTS as LAB_TRANSPORTS  # transport: lxd, for the lab's nodes
 
 console = Console(stderr=True)
@@ -50,8 +50,6 @@ def render(c: Context, plan: str | None = None, out: str | None = None,
            images: str | None = None, bundle: str | None = None, debug: bool = False) -> None:
     """Write every file the plan puts on each node (and the connected side) into a folder."""
     configure_logging(debug)
-    from pathlib import Path
-
     from rich.console import Console as _Console
 
     from airgap.plan import load_plan, mirror_ca_pem
@@ -80,8 +78,6 @@ def render(c: Context, plan: str | None = None, out: str | None = None,
 def init(c: Context, out: str = "airgap.yaml", mode: str = "mirror",
          force: bool = False) -> None:
     """Write a commented starter plan (airgap.yaml) to edit."""
-    from pathlib import Path
-
     from airgap.fileio import write_atomic
     from airgap.plan import Mode, starter_plan
 
@@ -136,18 +132,30 @@ def tools(c: Context, force: bool = False, check: bool = False, debug: bool = Fa
         "config": "Also write the full sync-images.yaml here (to read or run by hand).",
         "insecure_upstream": "HOST:PORT of an upstream served over plain http (repeatable).",
         "upstream_ca": "PEM CA file trusted for upstream registries (lab upstream).",
-        "parallel": "Images regsync copies at once (default 6).",
+        "parallel": "Images regsync copies at once (default 6); blobs pushed at once with "
+        "--from-bundle.",
+        "from_bundle": "Air-gapped side: fill the mirror from this bundle's image store (no "
+        "upstream asked; signature and every blob checked first).",
+        **SIGNER_HELP,
         "debug": "Log every command run (secrets are never logged).",
     },
 )
 def mirror(c: Context, plan: str | None = None, bundle: str | None = None,
            lock: str | None = None, images: str | None = None, config: str | None = None,
            insecure_upstream: list[str] | None = None, upstream_ca: str | None = None,
-           parallel: int = 6, debug: bool = False) -> None:
-    """Copy every image into the private mirror with regsync, then verify each by digest."""
+           parallel: int = 6, from_bundle: str | None = None,
+           allowed_signers: str | None = None, allow_unsigned: bool = False,
+           debug: bool = False) -> None:
+    """Copy every image into the private mirror (regsync, or --from-bundle), verify each."""
     configure_logging(debug)
-    from pathlib import Path
+    if from_bundle and plan:
+        from airgap.plan import load_plan
+        from airgap.show.gap import policy, run_mirror_from_bundle
 
+        with user_errors():
+            run_mirror_from_bundle(console, load_plan(plan), Path(from_bundle),
+                                   policy(allowed_signers, allow_unsigned), int(parallel))
+        return
     from airgap.mirror import MirrorError, mirror_images, upstream_accesses
     from airgap.plan import load_plan
     from airgap.plan.sources import plan_images_locked
@@ -190,6 +198,9 @@ def mirror(c: Context, plan: str | None = None, bundle: str | None = None,
         "deliver": "Copy the archives to every node, restart the runtime, confirm digests.",
         "node": "Deliver only to this node (repeatable; default: every node of the plan).",
         "timeout": "Seconds to wait on each node for the images to appear (default 120).",
+        "from_store": "Build one archive from the bundle's image store (air-gapped side: no "
+        "registry needed; needs --bundle).",
+        **SIGNER_HELP,
         "debug": "Log every command run (secrets are never logged).",
     },
     iterable=["node"],
@@ -198,59 +209,26 @@ def sideload(c: Context, plan: str | None = None, out: str | None = None,
              bundle: str | None = None, lock: str | None = None, images: str | None = None,
              platform: str | None = None, source: str | None = None,
              node: list[str] | None = None, timeout: int = 120, debug: bool = False,
-             deliver: bool = False, export: bool = True, single_archive: bool = False) -> None:
+             deliver: bool = False, export: bool = True, single_archive: bool = False,
+             from_store: bool = False, allowed_signers: str | None = None,
+             allow_unsigned: bool = False) -> None:
     """Export named, validated image archives for side-loading; optionally deliver them."""
     configure_logging(debug)
-    from pathlib import Path
-
-    from airgap import sideload as sl
-    from airgap.bundle import Bundle
-    from airgap.nodes import build_nodes, close_nodes
-    from airgap.plan import load_plan
-    from airgap.plan.sources import plan_images_locked
-    from airgap.show import sideload as show_sideload
+    from airgap.show.gap import policy
+    from airgap.show.sideload import SideloadArgs, run_sideload
 
     if not plan:
         raise Exit("Error: --plan FILE is required (see `invoke sideload --help`)", code=1)
     if not out and not bundle:
         raise Exit("Error: --out DIR (or --bundle DIR) is required", code=1)
-    out_dir = Path(out) if out else Bundle(Path(str(bundle))).images_dir
-    stdout = Console()
     with user_errors():
-        p = load_plan(plan)
-        wanted = sl.plan_platform(p, platform)
-        src = sl.Source.parse(source) if source else None
-        refs, locked = plan_images_locked(p, images_file=Path(images) if images else None,
-                                          bundle=Path(bundle) if bundle else None,
-                                          lock=Path(lock) if lock else None)
-        selected = sl.select_images(refs, wanted, lock=locked, source=src)
-        expected = sl.expected_refs(selected)
-        if export:
-            with console.status("exporting") as status:
-                reports = sl.export_images(selected, out_dir, wanted, source=src,
-                                           single_archive=single_archive,
-                                           progress=lambda msg: status.update(msg))
-        else:
-            archives = sl.archives_in(out_dir)
-            with console.status("validating"):
-                reports = sl.validate_archives(archives, expected, wanted)
-        stdout.print(show_sideload.archive_table(reports, wanted, out_dir))
-        if not deliver:
-            return
-        nodes = build_nodes(p, only=node or None, transports=LAB_TRANSPORTS)
-        try:
-            with console.status("delivering") as status:
-                results = sl.deliver(p, list(nodes.values()), [r.path for r in reports],
-                                     expected=expected, platform=wanted, timeout=float(timeout),
-                                     progress=lambda msg: status.update(msg))
-        finally:
-            close_nodes(nodes)
-    stdout.print(show_sideload.delivery_table(results))
-    error, note = sl.delivery_outcome(results)
-    if error:
-        raise Exit(f"Error: {error}", code=1)
-    if note:
-        console.print(note)
+        run_sideload(console, SideloadArgs(
+            plan=Path(plan), out=Path(out) if out else None,
+            bundle=Path(bundle) if bundle else None, lock=Path(lock) if lock else None,
+            images=Path(images) if images else None, platform=platform, source=source,
+            nodes=node or [], timeout=float(timeout), deliver=deliver, export=export,
+            single_archive=single_archive, from_store=from_store,
+            signers=policy(allowed_signers, allow_unsigned)), LAB_TRANSPORTS)
 
 
 @task(
@@ -259,27 +237,30 @@ def sideload(c: Context, plan: str | None = None, out: str | None = None,
         "bundle": "A prepared bundle (optional): its images.lock names the registries the "
         "proxy must reach, its size sets the free disk needed.",
         "node": "Check only this node (repeatable); default: every node in the plan.",
+        **SIGNER_HELP,
         "debug": "Log every command run (secrets are never logged).",
     },
     iterable=["node"],
 )
 def preflight(c: Context, plan: str | None = None, bundle: str | None = None,
-              node: list[str] | None = None, debug: bool = False) -> None:
+              node: list[str] | None = None, allowed_signers: str | None = None,
+              allow_unsigned: bool = False, debug: bool = False) -> None:
     """Check every node before install: route, ports, proxy/mirror, disk, snapd, clock."""
     configure_logging(debug)
-    from pathlib import Path
-
     from rich.console import Console as _Console
 
     from airgap.nodes import build_nodes, close_nodes
     from airgap.plan import load_plan
     from airgap.preflight import preflight as run_preflight
+    from airgap.show.gap import policy, signature_gate
     from airgap.show.preflight import report_tables
 
     if not plan:
         raise Exit("Error: --plan FILE is required (see `invoke preflight --help`)", code=1)
     with user_errors():
         p = load_plan(plan)
+        if bundle:
+            signature_gate(console, Path(bundle), policy(allowed_signers, allow_unsigned))
         nodes = build_nodes(p, node or None, transports=LAB_TRANSPORTS)
         try:
             with console.status(f"preflight on {len(nodes)} node(s)"):
@@ -302,6 +283,7 @@ def preflight(c: Context, plan: str | None = None, bundle: str | None = None,
         "node": "Deploy only this node (repeatable); joins need the bootstrap node.",
         "timeout": "Seconds to wait for every node to be Ready (default 900).",
         **TRUST_HELP,
+        **SIGNER_HELP,
         "dangerous": "Lab only: install snaps whose assertions snapd does not trust with "
         "--dangerous (named in the report). Never for Canonical's snaps.",
         "debug": "Log every command run (secrets are never logged).",
@@ -311,15 +293,15 @@ def preflight(c: Context, plan: str | None = None, bundle: str | None = None,
 def deploy(c: Context, plan: str | None = None, bundle: str | None = None,
            node: list[str] | None = None, timeout: int = 900, trusted_root: str | None = None,
            no_signature_check: bool = False, dangerous: bool = False,
+           allowed_signers: str | None = None, allow_unsigned: bool = False,
            debug: bool = False) -> None:
     """Install k8s from the bundle, configure the runtime, bootstrap, join, wait for Ready."""
     configure_logging(debug)
-    from pathlib import Path
-
     from airgap.deploy import deploy as run_deploy
     from airgap.nodes import build_nodes, close_nodes
     from airgap.plan import load_plan
     from airgap.show.deploy import print_report
+    from airgap.show.gap import policy
 
     if not plan or not bundle:
         raise Exit("Error: --plan FILE and --bundle DIR are required (see `invoke deploy --help`)",
@@ -333,6 +315,7 @@ def deploy(c: Context, plan: str | None = None, bundle: str | None = None,
                 report = run_deploy(
                     p, nodes, Path(bundle), ready_timeout=float(timeout),
                     trusted_root=root, check_signatures=check, dangerous=dangerous,
+                    signers=policy(allowed_signers, allow_unsigned),
                     on_progress=lambda n, msg: status.update(f"deploy: {n}: {msg}"),
                 )
         finally:
@@ -350,76 +333,103 @@ def deploy(c: Context, plan: str | None = None, bundle: str | None = None,
         "from": "Build from snaps and .assert files downloaded elsewhere (no Snap Store needed).",
         **TRUST_HELP,
         "refresh_images": "Resolve image digests again even when images.lock is current.",
+        "images": "Store every image of images.lock in the bundle (DIR/oci; --no-images: "
+        "only the lock, for sites whose mirror is filled from a connected machine).",
+        "sign_key": "Sign manifest.json with this SSH key (ssh-keygen -Y sign; a .pub whose "
+        "private half is in ssh-agent works too).",
         "debug": "Log every command run.",
     }
 )
 def prepare(c: Context, plan: str | None = None, bundle: str | None = None,
             from_: str | None = None, trusted_root: str | None = None,
             no_signature_check: bool = False, refresh_images: bool = False,
-            debug: bool = False) -> None:
-    """Build the bundle that crosses the gap: snaps + assertions, images.lock, manifest."""
+            images: bool = True, sign_key: str | None = None, debug: bool = False) -> None:
+    """Build the bundle that crosses the gap: snaps + assertions, images, manifest, signature."""
     configure_logging(debug)
-    from pathlib import Path
-
-    from airgap.bundle import NO_CHECK_WARNING, load_trust, prepare_bundle
     from airgap.plan import load_plan
-    from airgap.show.bundle import prepare_tables
+    from airgap.show.gap import run_prepare
 
     if not plan or not bundle:
         raise Exit("Error: --plan FILE and --bundle DIR are required (see `invoke prepare --help`)",
                    code=1)
-    stdout = Console()
     with user_errors():
-        p = load_plan(plan)
-        root, check = _trust_flags(trusted_root, no_signature_check)
-        trust = load_trust(root, check)
-        with console.status("preparing") as status:
-            rep = prepare_bundle(p, Path(bundle), from_dir=Path(from_) if from_ else None,
-                                 trust=trust, refresh_images=refresh_images,
-                                 progress=lambda msg: status.update(msg))
-        for table in prepare_tables(rep):
-            stdout.print(table)
-        stdout.print(f"manifest written: {rep.manifest}")
-        if not rep.signature_check:
-            console.print(f"[bold red]{NO_CHECK_WARNING}[/]")
+        root, check = trust_flags(trusted_root, no_signature_check)
+        run_prepare(console, load_plan(plan), Path(bundle), from_dir=Path(from_) if from_ else None,
+                    trusted_root=root, check=check, refresh_images=refresh_images, images=images,
+                    sign_key=Path(sign_key) if sign_key else None)
 
 
 @task(
     help={
         "bundle": "The bundle directory (as copied across the gap).",
         **TRUST_HELP,
+        **SIGNER_HELP,
         "debug": "Log every command run.",
     }
 )
 def verify(c: Context, bundle: str | None = None, trusted_root: str | None = None,
-           no_signature_check: bool = False, debug: bool = False) -> None:
-    """Re-check a bundle against its manifest and every snap against its assertions."""
+           no_signature_check: bool = False, allowed_signers: str | None = None,
+           allow_unsigned: bool = False, debug: bool = False) -> None:
+    """Check the bundle's signature, every file against the manifest, every snap and image."""
     configure_logging(debug)
-    from pathlib import Path
-
-    from airgap.bundle import BundleError, VerifyReport, verify_bundle
-    from airgap.show.bundle import verify_table
+    from airgap.show.gap import policy, run_verify
 
     if not bundle:
         raise Exit("Error: --bundle DIR is required (see `invoke verify --help`)", code=1)
-    stdout = Console()
-
-    def show(rep: VerifyReport) -> None:
-        stdout.print(verify_table(rep))
-        if not rep.sideload_checked:
-            stdout.print("side-load archives: none in images/ (nothing to validate)")
-
     root, check = _trust_flags(trusted_root, no_signature_check)
     with user_errors():
-        try:
-            with console.status("verifying") as status:
-                rep = verify_bundle(Path(bundle), root,
-                                    check, progress=lambda msg: status.update(msg))
-        except BundleError as exc:
-            show(exc.report)
-            raise
-        show(rep)
-        stdout.print("[green]bundle verified[/]" + ("" if check else " (signatures NOT checked)"))
+        run_verify(console, Path(bundle), trusted_root=root, check=check,
+                   signers=policy(allowed_signers, allow_unsigned))
+
+
+@task(
+    help={
+        "bundle": "The bundle directory to pack (prepared and signed).",
+        "out": "Directory for the parts and index.json (e.g. the mounted stick).",
+        "part_size": "Largest part: bytes, or with K/M/G/T (powers of 1024), or fat32 "
+        "(4 GiB - 1).",
+        "compress": "auto (zstd only for files whose first 8 MiB shrink by 10%), never, always.",
+        "debug": "Log every command run.",
+    }
+)
+def pack(c: Context, bundle: str | None = None, out: str | None = None,
+         part_size: str = "fat32", compress: str = "auto", debug: bool = False) -> None:
+    """Write the bundle as parts of at most --part-size plus an index of their sha256."""
+    configure_logging(debug)
+    from airgap.show.gap import run_pack
+
+    if not bundle or not out:
+        raise Exit("Error: --bundle DIR and --out DIR are required (see `invoke pack --help`)",
+                   code=1)
+    with user_errors():
+        run_pack(console, Path(bundle), Path(out), part_size, compress)
+
+
+@task(
+    help={
+        "parts": "The directory holding index.json and the parts (as copied from media).",
+        "out": "Where to reassemble the bundle (a new or empty directory).",
+        "consume": "Delete each part once it has been read (needs less free space).",
+        **TRUST_HELP,
+        **SIGNER_HELP,
+        "debug": "Log every command run.",
+    }
+)
+def unpack(c: Context, parts: str | None = None, out: str | None = None, consume: bool = False,
+           trusted_root: str | None = None, no_signature_check: bool = False,
+           allowed_signers: str | None = None, allow_unsigned: bool = False,
+           debug: bool = False) -> None:
+    """Check every part, reassemble the bundle, then verify it against its signed manifest."""
+    configure_logging(debug)
+    from airgap.show.gap import policy, run_unpack
+
+    if not parts or not out:
+        raise Exit("Error: --parts DIR and --out DIR are required (see `invoke unpack --help`)",
+                   code=1)
+    root, check = _trust_flags(trusted_root, no_signature_check)
+    with user_errors():
+        run_unpack(console, Path(parts), Path(out), consume, trusted_root=root, check=check,
+                   signers=policy(allowed_signers, allow_unsigned))
 
 
 ns = Collection(version)
@@ -436,3 +446,5 @@ ns.add_task(preflight)
 ns.add_task(deploy)
 ns.add_task(prepare)
 ns.add_task(verify)
+ns.add_task(pack)
+ns.add_task(unpack)

@@ -49,6 +49,15 @@ TRUST_HELP = {
 }
 
 
+# Every task on the air-gapped side that reads a bundle takes these two, with this help.
+SIGNER_HELP = {
+    "allowed_signers": "ssh-keygen allowed-signers file: who may sign bundles (principal, "
+    "then the public key, one per line; see ssh-keygen(1) ALLOWED SIGNERS).",
+    "allow_unsigned": "Accept a bundle with no signature (loud warning; never one whose "
+    "signature fails).",
+}
+
+
 def trust_flags(trusted_root: str | None, no_signature_check: bool) -> tuple[Path | None, bool]:
     """(--trusted-root as a Path or None, whether signatures are checked): a trusted root
     given with --no-signature-check still checks, against that root."""

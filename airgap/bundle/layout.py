@@ -1,8 +1,10 @@
 """Where everything lives in a bundle: the one place that spells out its file names.
 
 DIR/snaps/<name>.snap + DIR/snaps/<name>.assert for k8s, its base and snapd;
-DIR/images.lock; DIR/images/*.tar (optional side-load archives); DIR/manifest.json,
-written last, so a bundle with a manifest is complete. DIR/connected/ (working space
+DIR/images.lock; DIR/oci/ (the image store: one OCI image layout holding every image of
+images.lock); DIR/images/*.tar (optional side-load archives); DIR/manifest.json,
+written last, so a bundle with a manifest is complete, and DIR/manifest.json.sig, its
+detached SSH signature (the manifest covers every other file). DIR/connected/ (working space
 of the connected side) and DIR/.partial/ (downloads in progress) never cross the gap.
 """
 
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MANIFEST = "manifest.json"
+SIGNATURE = "manifest.json.sig"
+OCI_DIR = "oci"
 LOCK_FILE = "images.lock"
 SNAPS_DIR = "snaps"
 IMAGES_DIR = "images"
@@ -22,7 +26,7 @@ ASSERT_SUFFIX = ".assert"
 ARCHIVE_GLOB = "*.tar"
 
 # Never part of what crosses the gap (nor of the manifest's file list).
-_NOT_SHIPPED = (MANIFEST, CONNECTED_DIR, PARTIAL_DIR)
+_NOT_SHIPPED = (MANIFEST, SIGNATURE, CONNECTED_DIR, PARTIAL_DIR)
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,16 @@ class Bundle:
     @property
     def manifest(self) -> Path:
         return self.root / MANIFEST
+
+    @property
+    def signature(self) -> Path:
+        """The manifest's detached SSH signature (namespace k8s-airgap)."""
+        return self.root / SIGNATURE
+
+    @property
+    def oci_dir(self) -> Path:
+        """The image store: an OCI image layout (oci-layout, index.json, blobs/)."""
+        return self.root / OCI_DIR
 
     @property
     def lock(self) -> Path:
@@ -83,8 +97,8 @@ class Bundle:
         return path.relative_to(self.root).as_posix()
 
     def files(self) -> list[str]:
-        """Every file that crosses the gap (relative paths): all but the manifest,
-        connected/ and .partial/."""
+        """Every file that crosses the gap (relative paths): all but the manifest, its
+        signature, connected/ and .partial/."""
         out = []
         for p in sorted(self.root.rglob("*")):
             rel = p.relative_to(self.root)

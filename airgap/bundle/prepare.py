@@ -18,11 +18,13 @@ from airgap import __version__, process, tools
 from airgap.bundle.layout import Bundle
 from airgap.bundle.manifest import Manifest, SnapEntry, write_manifest
 from airgap.bundle.resolve import resolve_images
+from airgap.bundle.store import StoreReport, fill_store
 from airgap.errors import AirgapError
 from airgap.plan import Plan, workload_images
 from airgap.plan.images import ImageRef, merge_images
 from airgap.plan.lock import ImageLock, read_lock, write_lock
 from airgap.progress import Say, quiet
+from airgap.registry import RegistryClient, pinning_client
 from airgap.snaps import (
     SnapError,
     VerifiedSnap,
@@ -54,6 +56,7 @@ class PrepareReport:
     images_action: str
     manifest: Path
     signature_check: bool
+    store: StoreReport | None = None  # the image store (None: --no-images)
 
 
 def _fetch_snap(
@@ -122,9 +125,12 @@ def prepare_bundle(
     from_dir: Path | None = None,
     trust: TrustStore | None,
     refresh_images: bool = False,
+    images: bool = True,
+    parallel: int = 4,
     progress: Say = quiet,
 ) -> PrepareReport:
-    """Fetch and verify the snaps, pin the images, write the manifest last."""
+    """Fetch and verify the snaps, pin the images, store them (unless ``images`` is
+    False: then DIR/oci is removed, so no stale store crosses), write the manifest last."""
     bundle = Path(bundle)
     if from_dir is not None and not from_dir.is_dir():
         raise AirgapError(
@@ -161,6 +167,23 @@ def prepare_bundle(
         write_lock(lock_path, lock)
         images_action = "resolved"
 
+    store = None
+    if images:
+        clients: dict[str, RegistryClient] = {}
+
+        def client_for(registry: str) -> RegistryClient:
+            if registry not in clients:
+                clients[registry] = pinning_client(registry)
+            return clients[registry]
+
+        try:
+            store = fill_store(lock, bundle, client_for, parallel=parallel, progress=progress)
+        finally:
+            for c in clients.values():
+                c.close()
+    else:
+        shutil.rmtree(layout.oci_dir, ignore_errors=True)
+
     progress("hashing the bundle for the manifest")
     files = {rel: hash_file(bundle / rel) for rel in layout.files()}
     entries = [
@@ -189,5 +212,5 @@ def prepare_bundle(
         trusted_roots=sorted(trust.roots) if trust is not None else [],
     )
     path = write_manifest(bundle, manifest)
-    return PrepareReport(bundle, snaps, lock, images_action, path, trust is not None)
+    return PrepareReport(bundle, snaps, lock, images_action, path, trust is not None, store)
 

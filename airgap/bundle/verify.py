@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from airgap import sideload
-from airgap.bundle.layout import Bundle
+from airgap.bundle.layout import OCI_DIR, Bundle
 from airgap.bundle.manifest import Manifest, SnapEntry, read_manifest
+from airgap.bundle.signing import SignatureCheck, check_signature
+from airgap.bundle.store import check_store
 from airgap.errors import AirgapError
 from airgap.plan.lock import read_lock
 from airgap.progress import Say, quiet
-from airgap.snaps import FileDigests, SnapError, hash_file, verify_snap
+from airgap.snaps import FileDigests, SnapError, hash_file, snap_meta, verify_snap
 from airgap.snaps.trust import TrustError, TrustStore
 
 NO_CHECK_WARNING = (
@@ -47,6 +49,7 @@ class VerifyReport:
     rows: list[VerifyRow] = field(default_factory=list)
     signature_check: bool = True
     sideload_checked: bool = False
+    signature: SignatureCheck | None = None
 
     @property
     def ok(self) -> bool:
@@ -67,13 +70,25 @@ def load_trust(trusted_root: Path | None, check_signatures: bool) -> TrustStore 
     return TrustStore.from_file(trusted_root) if trusted_root else TrustStore.default()
 
 
+@dataclass(frozen=True)
+class SignerPolicy:
+    """Who may sign a bundle: the ssh-keygen allowed-signers file, and whether a bundle
+    with no signature at all is accepted (``--allow-unsigned``: a loud row, never for a
+    signature that is present and does not verify)."""
+
+    allowed_signers: Path | None
+    allow_unsigned: bool = False
+
+
 def verify_bundle(
     bundle: Path,
     trusted_root: Path | None = None,
     check_signatures: bool = True,
     progress: Say = quiet,
+    signers: SignerPolicy | None = None,
 ) -> VerifyReport:
-    """Re-check every file against the manifest and every snap against its assertions.
+    """Re-check every file against the manifest and every snap against its assertions;
+    with ``signers``, the manifest's SSH signature first (the tasks always pass it).
 
     Returns the report when everything verifies; raises BundleError (carrying the
     report, one row per file) naming each file and what differs otherwise.
@@ -88,6 +103,8 @@ def verify_bundle(
     manifest = read_manifest(bundle)
     trust = load_trust(trusted_root, check_signatures)
     report = VerifyReport(bundle, signature_check=trust is not None)
+    if signers is not None:
+        report.signature = _verify_signature(layout, signers, report)
     snap_files = {s.file: s for s in manifest.snaps}
     digests: dict[str, FileDigests] = {}
     for rel, want in sorted(manifest.files.items()):
@@ -108,7 +125,7 @@ def verify_bundle(
                 False,
                 f"sha256 {got.sha256[:16]}..., manifest says {want.sha256[:16]}...",
             )
-        elif kind == "file":
+        elif kind == "file" and not rel.startswith(f"{OCI_DIR}/"):
             report.add(rel, kind, True, f"sha256 {got.sha256[:16]}... {got.size} bytes")
     for rel in layout.files():
         if rel not in manifest.files:
@@ -118,7 +135,9 @@ def verify_bundle(
             if rel not in manifest.files:
                 report.add(rel, "snap", False, "snap listed in manifest.json without a file entry")
         _verify_snap_entry(bundle, entry, trust, digests, report)
+    _verify_required_snaps(layout, manifest, report)
     _verify_lock(layout, manifest, report)
+    _verify_store(layout, manifest, report)
     report.sideload_checked = _verify_archives(layout, report)
     if not report.ok:
         fails = report.failures
@@ -190,6 +209,63 @@ def _verify_lock(layout: Bundle, manifest: Manifest, report: VerifyReport) -> No
         )
     else:
         report.add(rel, "lock", True, f"{len(got)} image(s) match manifest.json")
+
+
+def _verify_signature(layout: Bundle, signers: SignerPolicy,
+                      report: VerifyReport) -> SignatureCheck | None:
+    rel = layout.rel(layout.signature)
+    try:
+        sig = check_signature(layout.root, signers.allowed_signers,
+                              allow_unsigned=signers.allow_unsigned)
+    except AirgapError as exc:
+        report.add(rel, "signature", False, f"{exc.brief} Resolution: {exc.resolution or ''}")
+        return None
+    report.add(rel, "signature", True, sig.detail)  # unsigned: accepted knowingly, loudly
+    return sig
+
+
+def _verify_required_snaps(layout: Bundle, manifest: Manifest, report: VerifyReport) -> None:
+    """The snaps the procedure needs, from the k8s snap itself (its base from its
+    meta/snap.yaml, and snapd), not from the manifest's list."""
+    names = {s.name for s in manifest.snaps}
+    k8s = next((s for s in manifest.snaps if s.name == "k8s"), None)
+    if k8s is None:
+        report.add("snaps/k8s.snap", "snap", False, "the bundle has no k8s snap")
+        return
+    try:
+        base = snap_meta(layout.root / k8s.file).base
+    except AirgapError as exc:
+        report.add(k8s.file, "snap", False, exc.brief)
+        return
+    for need in [b for b in (base, "snapd") if b]:
+        if need not in names:
+            why = "its base (meta/snap.yaml)" if need == base else "snapd"
+            report.add(f"snaps/{need}.snap", "snap", False,
+                       f"k8s needs {why} {need}, and the bundle does not have it: offline, "
+                       "snapd would try the store. Resolution: re-run `invoke prepare`.")
+
+
+def _verify_store(layout: Bundle, manifest: Manifest, report: VerifyReport) -> None:
+    """The image store: its files are hashed above with the rest; here, that every image
+    of the lock is in it whole (each manifest and blob it names, by digest)."""
+    rel = layout.rel(layout.oci_dir)
+    if not layout.oci_dir.is_dir():
+        return  # prepared with --no-images
+    if not layout.lock.is_file():
+        report.add(rel, "store", False, "an image store without images.lock")
+        return
+    try:
+        problems = check_store(layout.root, read_lock(layout.lock))
+    except AirgapError as exc:
+        problems = [exc.brief]
+    for problem in problems:
+        report.add(rel, "store", False, problem)
+    if not problems:
+        blobs = [f for f in manifest.files if f.startswith(f"{OCI_DIR}/blobs/")]
+        size = sum(manifest.files[f].size for f in blobs)
+        report.add(rel, "store", True,
+                   f"{len(manifest.images)} image(s) complete: {len(blobs)} blobs, "
+                   f"{size / 2**20:.1f} MiB, each matching manifest.json and its digest")
 
 
 def _verify_archives(layout: Bundle, report: VerifyReport) -> bool:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from airgap.bundle import Bundle, verify_bundle
+from airgap.bundle.verify import SignerPolicy
 from airgap.deploy.cluster import form_cluster
 from airgap.deploy.contents import read_bundle, sha256_of
 from airgap.deploy.context import (
@@ -49,19 +50,21 @@ def deploy(
     parallel: int = 8,
     on_progress: NodeSay | None = None,
     dangerous: bool = False,
+    signers: SignerPolicy | None = None,
 ) -> DeployReport:
     """Deploy the plan's nodes from ``bundle_dir``. Failures are in the report, not raised.
 
     Only input errors (bad bundle, bundle verification, unknown node) raise AirgapError,
     before any node is touched. The bundle is verified first, with ``trusted_root`` and
     ``check_signatures`` as `invoke verify` takes them (``verify`` replaces that check).
+    ``signers`` checks the bundle's SSH signature too (the task always passes it).
     ``dangerous`` installs snaps whose assertions snapd refuses with ``--dangerous``
     (the lab's stand-in snaps); each report names them.
     """
     if verify is not None:
         verify(bundle_dir)
     else:
-        verify_bundle(bundle_dir, trusted_root, check_signatures)
+        verify_bundle(bundle_dir, trusted_root, check_signatures, signers=signers)
     bundle = read_bundle(bundle_dir)
     specs = [n for n in plan.nodes if n.name in nodes]
     missing = [n for n in nodes if n not in {s.name for s in plan.nodes}]
