@@ -138,6 +138,7 @@ def down(spec: LabSpec, *, root: Path | None = None, progress: Say | None = None
     if host.lxd_answers():
         c = host.client()
         removed += instances.remove_project(c, spec)
+        removed += network.remove_inside_host(spec)  # the offline-mirror mode's, if left
         removed += network.remove_networks(c, spec)
     removed += network.unguard(spec)
     state.forget(spec.name, root)

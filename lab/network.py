@@ -116,3 +116,25 @@ def remove_networks(c: Any, spec: LabSpec) -> list[str]:
             c.networks.get(bridge).delete()
             removed.append(f"network {bridge}")
     return removed
+
+
+def inside_netns(spec: LabSpec) -> str:
+    """The offline-mirror mode's inside admin host: a namespace on the air-gapped bridge."""
+    return f"kag-{spec.name}-in"
+
+
+def inside_links(spec: LabSpec) -> tuple[str, str]:
+    """Its veth pair: the end on the bridge, the end in the namespace (15 chars at most)."""
+    return f"kag{spec.name}h", f"kag{spec.name}n"
+
+
+def remove_inside_host(spec: LabSpec) -> list[str]:
+    """Delete the namespace and its veth if they exist; what was removed."""
+    removed = []
+    if process.run(["ip", "netns", "delete", inside_netns(spec)], check=False, timeout=30
+                   ).returncode == 0:
+        removed.append(f"netns {inside_netns(spec)}")
+    if process.run(["ip", "link", "delete", inside_links(spec)[0]], check=False, timeout=30
+                   ).returncode == 0:
+        removed.append(f"link {inside_links(spec)[0]}")
+    return removed

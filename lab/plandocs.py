@@ -81,3 +81,18 @@ def mode_plan(spec: LabSpec, st: LabState, work: Path, mode: Mode, workload: Pat
     write_atomic(path, f"# k8s-airgap lab proof: {mode.value} mode\n"
                  + yaml.safe_dump(doc, sort_keys=False))
     return parse_plan(doc, source=str(path), base_dir=work)
+
+
+def offline_plan(spec: LabSpec, st: LabState, work: Path, workload: Path, prefix: str) -> Plan:
+    """Mirror mode with the mirror's repositories under ``prefix``/ (the offline-mirror
+    mode's own, filled only by `mirror --from-bundle`), written to work/ for the tasks."""
+    doc = plan_document(spec, Path(st.plan_file).parent)
+    doc["access"] = [Mode.mirror.value]
+    doc["images"] = {"files": [str(workload)]}
+    doc["mirror"]["ca_file"] = st.ca_file
+    doc["mirror"]["path_prefix"] = prefix
+    doc.pop("proxy")
+    path = work / f"airgap-offline-{prefix}.yaml"
+    write_atomic(path, f"# k8s-airgap lab proof: offline-mirror mode ({prefix}/)\n"
+                 + yaml.safe_dump(doc, sort_keys=False))
+    return parse_plan(doc, source=str(path), base_dir=work)

@@ -25,6 +25,7 @@ from airgap.plan import Plan
 from airgap.show import human_bytes
 from airgap.show.bundle import prepare_tables, verify_table
 
+FROM_STORE = "pushed from the bundle's image store, no upstream asked"
 UNSIGNED = ("WARNING: --allow-unsigned: this bundle carries no signature; nothing proves "
             "who made it or that it was not changed on the way.")
 
@@ -116,10 +117,10 @@ def run_mirror_from_bundle(err: Console, plan: Plan, bundle: Path, signers: Sign
                                  progress=lambda msg: status.update(msg))
     except MirrorError as exc:
         out.print(report_table(exc.report))
-        err.print(summary_line(exc.report))
+        err.print(summary_line(exc.report, FROM_STORE))
         raise
     out.print(report_table(report))
-    err.print(summary_line(report) + " (from the bundle's image store; no upstream asked)")
+    err.print(summary_line(report, FROM_STORE), soft_wrap=True)
 
 
 def pack_table(rep: object) -> Table:
@@ -152,5 +153,6 @@ def run_unpack(err: Console, parts: Path, dest: Path, consume: bool, *,
     rep = unpack(parts, dest, consume=consume, progress=lambda m: err.print(m))
     err.print(f"unpacked {len(rep.files)} file(s), {human_bytes(rep.bytes_out)}, into {dest} "
               f"in {rep.seconds:.1f} s (checking the parts: {rep.check_seconds:.1f} s)"
-              + (f"; {len(rep.consumed)} part(s) consumed" if rep.consumed else ""))
+              + (f"; {len(rep.consumed)} part(s) consumed" if rep.consumed else ""),
+              soft_wrap=True)
     run_verify(err, dest, trusted_root=trusted_root, check=check, signers=signers)

@@ -66,11 +66,12 @@ def report_table(report: MirrorReport) -> Table:
     return table
 
 
-def summary_line(report: MirrorReport) -> str:
+def summary_line(report: MirrorReport, how: str | None = None) -> str:
+    """One line: counts, bytes copied, how (regsync ran or not, or ``how``), seconds."""
     n = len(report.images)
     synced, present = report.count(Status.synced), report.count(Status.present)
     bad = n - synced - present
-    ran = "regsync ran" if report.regsync_ran else "regsync not needed"
+    ran = how or ("regsync ran" if report.regsync_ran else "regsync not needed")
     return (f"{n} image(s): {synced} synced, {present} already present, {bad} failed; "
             f"{human_bytes(report.bytes_copied)} in {report.blobs_copied} blob(s) copied; "
             f"{ran}; {report.seconds:.2f} s")

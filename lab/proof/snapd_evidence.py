@@ -13,13 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from airgap import deploy as deploy_mod
 from airgap.deploy.snapstep import parse_snap_list
 from airgap.errors import AirgapError
 from airgap.nodes import Node
-from airgap.plan import CONTAINERD_UNIT, Plan
-from lab.report import DeployCase, SnapdRecord, SnapRecord
+from airgap.plan import CONTAINERD_UNIT, Mode, Plan
+from lab.report import DeployCase, Report, SnapdRecord, SnapRecord
+
+if TYPE_CHECKING:
+    from lab.proof.connected import Connected
+    from lab.proof.steps import Steps
+
+# The k8s stand-in snaps the proof builds: version and assertion revision. "main" is
+# the bundle of the modes; "older" and "newer" are deployed over it afterwards.
+SNAP_SETS = {"main": ("1.36.0", "101"), "older": ("1.35.9", "90"), "newer": ("1.36.1", "120")}
 
 # What ran for real on the snapd nodes, and what the lab stood in for.
 REAL_PARTS = (
@@ -105,3 +114,30 @@ def case_newer(deploy: Deploy, bundle: Path, nodes: Mapping[str, Node], version:
     return DeployCase(f"newer k8s {version}", "refreshed in place, still in the cluster", ok,
                       f"k8s now {', '.join(f'{k}={v}' for k, v in after.items())}; "
                       f"{len(members)}/{len(plan.nodes)} still members; {_snaps_detail(rep)}")
+
+
+def deploy_cases(report: Report, steps: Steps, connected: Connected,
+                 plans: Mapping[Mode, Plan], sets: Mapping[str, Path],
+                 last_run: tuple[Plan, Path], work: Path, nodes: Mapping[str, Node],
+                 trust: object, verify: Callable[[Path], object]) -> None:
+    """deploy again (the last mode's plan and bundle), with an older and with a newer k8s:
+    what snapd does with each."""
+    last, bundle = last_run
+
+    def run(plan: Plan) -> Callable[[Path], deploy_mod.DeployReport]:
+        return lambda b: deploy_mod.deploy(plan, nodes, b, verify=verify, dangerous=True)
+
+    with steps.step("deploy again with the same bundle") as row:
+        report.deploy_cases.append(case_again(run(last), bundle))
+        row["detail"] = report.deploy_cases[-1].detail
+    for label in ("older", "newer"):
+        version, _ = SNAP_SETS[label]
+        other = work / f"bundle-{label}"
+        with steps.step(f"deploy a bundle with {label} k8s {version}") as row:
+            connected.prepare(plans[Mode.mirror], other, from_dir=sets[label], trust=trust)
+            case = (case_older(run(plans[Mode.mirror]), other, nodes, version)
+                    if label == "older" else
+                    case_newer(run(plans[Mode.mirror]), other, nodes, version,
+                               plans[Mode.mirror]))
+            report.deploy_cases.append(case)
+            row["detail"] = case.detail

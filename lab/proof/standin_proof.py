@@ -44,9 +44,9 @@ from airgap.plan.lock import read_lock
 from airgap.progress import Say, quiet
 from lab import host, lifecycle, network, state
 from lab.lxd import TRANSPORTS, LXDNode, expose_unix_socket, wait_command, wait_until
-from lab.plandocs import mode_plan
+from lab.plandocs import mode_plan, offline_plan
 from lab.proof import realsnap_proof
-from lab.proof.connected import Connected, connected_side
+from lab.proof.connected import connected_side
 from lab.proof.evidence import (
     MISSING_IMAGE,
     expected_digests,
@@ -56,19 +56,27 @@ from lab.proof.evidence import (
     negative_unnamed_archive,
     proxy_log_evidence,
 )
+from lab.proof.offline import NEGATIVE_PREFIX, PREFIX, Hooks, OfflineRun, prove_offline
 from lab.proof.snapd_evidence import (
     REAL_PARTS,
+    SNAP_SETS,
     STAND_IN_PARTS,
-    case_again,
-    case_newer,
-    case_older,
+    deploy_cases,
     snapd_record,
 )
 from lab.proof.steps import MODES, Steps
 from lab.report import ClusterNodeRecord, PullRecord, Report, to_json, to_markdown
 from lab.snapset import signed_snapd_set
 from lab.standin import Authority
-from lab.topology import PROXY_PORT, InstanceType, LabSpec, Runtime, Upstream
+from lab.state import LabState
+from lab.topology import (
+    PROXY_PORT,
+    REGISTRY_HTTPS_PORT,
+    InstanceType,
+    LabSpec,
+    Runtime,
+    Upstream,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +84,6 @@ STAND_IN_SNAPS = ("stand-in snaps, signed by a lab authority: the real k8s snap 
                   "be downloaded here")
 REPORT_STEM = "e2e-report"
 CRI_READY_TIMEOUT = 60.0
-# The k8s stand-in snaps the proof builds: version and assertion revision. "main" is
-# the bundle of the three modes; "older" and "newer" are deployed over it afterwards.
-SNAP_SETS = {"main": ("1.36.0", "101"), "older": ("1.35.9", "90"), "newer": ("1.36.1", "120")}
 
 RESET_SCRIPT = f"""set -e
 unit={CONTAINERD_UNIT}.service
@@ -378,40 +383,37 @@ def _run(spec: LabSpec, report: Report, steps: Steps, work: Path, root: Path | N
                 report.negatives.append(negative_unnamed_archive(plan, nodes, lock, connected,
                                                                  work))
 
-    with steps.step("isolation, after the three modes (placeholder route in place)"):
+    last = offline_mode(spec, st, work, workload, bundle, trusted_root, report, steps, nodes,
+                        functools.partial(_pull_node, Mode.mirror, socks,
+                                          expected_digests(lock, Mode.mirror, platform), nodes),
+                        lambda n: _reset_and_wait(lxd_nodes[n], socks[n]))
+    with steps.step("isolation, after the four modes (placeholder route in place)"):
         for rows in fan_out(lambda n: isolation_checks(lxd_nodes[n], spec, "after deploy"),
                             names, limit=len(names)):
             report.isolation += rows
-    deploy_cases(report, steps, connected, plans, sets, bundle, work, nodes, trust, verify)
+    deploy_cases(report, steps, connected, plans, sets, last, work, nodes, trust, verify)
     with steps.step("snapd on each node: snap version, snap list, the runtime's unit"):
         report.snapd = [snapd_record(n, nodes[n]) for n in names]
     report.real_parts, report.stand_in_parts = list(REAL_PARTS), list(STAND_IN_PARTS)
 
 
-def deploy_cases(report: Report, steps: Steps, connected: Connected,
-                 plans: Mapping[Mode, Plan], sets: Mapping[str, Path], bundle: Path,
-                 work: Path, nodes: Mapping[str, Node], trust: object,
-                 verify: Callable[[Path], object]) -> None:
-    """deploy again, with an older and with a newer k8s: what snapd does with each."""
-    last = plans[MODES[-1]]
+def offline_mode(spec: LabSpec, st: LabState, work: Path, workload: Path, bundle: Path,
+                 trusted_root: Path, report: Report, steps: Steps, nodes: Mapping[str, Node],
+                 pull: Callable[[str], list[PullRecord]], reset: Callable[[str], None],
+                 ) -> tuple[Plan, Path]:
+    """The fourth mode (lab/proof/offline.py); the plan and bundle it deployed last."""
+    reg = spec.member("registry")
+    plans = {p: offline_plan(spec, st, work, workload, p) for p in (PREFIX, NEGATIVE_PREFIX)}
+    run = OfflineRun(spec, work, bundle, Path(plans[PREFIX].source),
+                     Path(plans[NEGATIVE_PREFIX].source), st.ca_file,
+                     f"{reg.airgap}:{REGISTRY_HTTPS_PORT}")
+    prove_offline(run, report, steps, nodes, trusted_root, Hooks(reset, pull))
+    return plans[PREFIX], work / "inside" / "bundle"
 
-    def run(plan: Plan) -> Callable[[Path], deploy_mod.DeployReport]:
-        return lambda b: deploy_mod.deploy(plan, nodes, b, verify=verify, dangerous=True)
 
-    with steps.step("deploy again with the same bundle") as row:
-        report.deploy_cases.append(case_again(run(last), bundle))
-        row["detail"] = report.deploy_cases[-1].detail
-    for label in ("older", "newer"):
-        version, _ = SNAP_SETS[label]
-        other = work / f"bundle-{label}"
-        with steps.step(f"deploy a bundle with {label} k8s {version}") as row:
-            connected.prepare(plans[Mode.mirror], other, from_dir=sets[label], trust=trust)
-            case = (case_older(run(plans[Mode.mirror]), other, nodes, version)
-                    if label == "older" else
-                    case_newer(run(plans[Mode.mirror]), other, nodes, version,
-                               plans[Mode.mirror]))
-            report.deploy_cases.append(case)
-            row["detail"] = case.detail
+def _reset_and_wait(node: LXDNode, sock: Path) -> None:
+    if reset_runtime(node):
+        _cri_ready(sock)
 
 
 def cluster_records(mode: str, node: Node) -> list[ClusterNodeRecord]:

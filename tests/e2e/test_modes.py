@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.lxd]
 
 LAB = "e2etst"
 SLOT = int(os.environ.get("K8S_AIRGAP_E2E_LAB_SLOT", "60"))
-MODES = ["proxy", "mirror", "sideload"]
+MODES = ["proxy", "mirror", "sideload", "offline-mirror"]
 
 
 @dataclass
@@ -86,7 +86,7 @@ def test_every_image_on_every_node_in_every_mode(proof: Proof) -> None:
                 assert p.bytes > 0, p
     lock = {p.image: p.expected for p in r.pulls if p.mode == "proxy"}
     for p in r.pulls:
-        if p.mode == "mirror":
+        if p.mode in ("mirror", "offline-mirror"):
             assert p.expected == lock[p.image], p  # the same images.lock digest
     # A side-loaded archive holds the node's platform only: for a multi-platform image
     # the runtime records that platform's manifest, not the index the tag points at.
@@ -136,6 +136,26 @@ def test_nodes_cannot_reach_the_upstream_directly(proof: Proof) -> None:
     assert squid and all(" CONNECT " in f" {i.output} " for i in squid), squid
 
 
+def test_the_inside_admin_host_reaches_no_upstream_and_no_proxy(proof: Proof) -> None:
+    """offline-mirror: the host that fills the mirror had only the air-gapped bridge."""
+    from lab.report import PROVED, Report
+
+    r = proof.report
+    assert isinstance(r, Report)
+    rows = [i for i in r.isolation if i.node == "inside-admin"]
+    checks = {i.check.split(": ", 1)[1].split(" ")[0]: i for i in rows}
+    assert set(checks) >= {"resolve", "route", "HTTPS", "no"}, [i.check for i in rows]
+    for i in rows:
+        assert (i.outcome, i.ok) == (PROVED, True), i
+    assert checks["route"].exit_code == 2 and "Network is unreachable" in checks["route"].output
+    assert checks["no"].exit_code == 7 and ":3128" in checks["no"].command  # squid stopped
+    steps = {s["step"]: s for s in r.steps}
+    unpack = next(v for k, v in steps.items() if "invoke unpack" in k)
+    pushed = next(v for k, v in steps.items() if "mirror --from-bundle" in k)
+    assert "repositories under offline/" in str(pushed["detail"]), pushed
+    assert unpack["detail"], unpack
+
+
 def test_negative_cases_fail_cleanly(proof: Proof) -> None:
     from lab.proof import MISSING_IMAGE
     from lab.report import Report
@@ -153,6 +173,18 @@ def test_negative_cases_fail_cleanly(proof: Proof) -> None:
     assert "proxyconnect" in proxy.message and ":3128" in proxy.message, proxy.message
     side = by_mode["sideload"]
     assert "--name" in side.message and "nothing copied to any node" in side.message
+    offline = {n.case.split(" (")[0].split(" in blob")[0]: n for n in r.negatives
+               if n.mode == "offline-mirror"}
+    assert sorted(offline) == sorted([
+        "one flipped byte", "signed by a key that is not allowed", "an unsigned bundle",
+        "a missing part", "a damaged part"]), sorted(offline)
+    for n in offline.values():
+        assert n.failed_as_expected and n.message.startswith("Error:"), n
+        assert "[nothing pushed]" in n.message, n
+    assert "oci/blobs/sha256/" in offline["one flipped byte"].message
+    assert "SHA256:" in offline["signed by a key that is not allowed"].message
+    assert "not signed" in offline["an unsigned bundle"].message
+    assert ".part-" in offline["a missing part"].message
 
 
 def test_snapd_on_every_node_ran_the_snaps_deploy_installed(proof: Proof) -> None:

@@ -1,0 +1,399 @@
+"""Carry a bundle across the air gap on media: ``pack`` cuts it into parts of at most a
+given size plus an index; airgap.bundle.unpack checks every part, then rebuilds it.
+
+The format (version 1). A pack is one byte stream cut into ``NAME.part-0001``,
+``NAME.part-0002``, ... (each at most the part size; all but the last exactly it), NAME
+being ``k8s-airgap-`` and the first 12 hex digits of manifest.json's sha256, so that parts
+of two packs never share a name. The stream holds the bundle's files one after another and
+nothing else: each file as it is, or as one zstd frame. ``index.json``, written last (parts
+without it are visibly an unfinished pack), is the framing: each part's name, size and
+sha256, and for each file its path, size, sha256 and mode, whether it is compressed, and
+where it lies in the stream (``offset``, ``stored`` bytes). Without this tool one file
+comes back with ``cat NAME.part-* | tail -c +$((offset + 1)) | head -c STORED`` (then
+``zstd -d`` if compressed).
+
+Not tar: a tar header needs a member's size before its data, so every compressed file
+would need a temporary copy; here zstd's output goes straight into the stream.
+
+Compression (``auto``): zstd -3 on the first 8 MiB of each file; the whole file is
+compressed only if that sample shrinks by at least 10% (image layers are gzip'd and do
+not). zstd runs as a filter on a named pipe (``airgap.process`` starts programs with
+stdin on /dev/null), so no file is ever held in memory or copied to a temporary file.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import itertools
+import json
+import math
+import os
+import re
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated, BinaryIO, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from airgap import process
+from airgap.bundle.layout import MANIFEST, SIGNATURE, Bundle
+from airgap.bundle.manifest import read_manifest
+from airgap.errors import AirgapError, CommandError
+from airgap.fileio import write_atomic
+from airgap.progress import Say, quiet
+
+INDEX = "index.json"
+NAME_PREFIX = "k8s-airgap-"
+PART_NAME = re.compile(r"^(?P<name>.+)\.part-(?P<number>\d{4,})$")
+CHUNK = 1 << 20
+SAMPLE = 8 << 20  # bytes of each file zstd tries first
+MIN_GAIN = 0.10  # a file is compressed when its sample shrinks by at least this much
+ZSTD = ["-3"]
+COMPRESS_MODES = ("auto", "never", "always")
+FAT32 = 4 * 1024**3 - 1  # FAT32's largest file
+PROGRESS_EVERY = 1.0  # seconds between two progress lines
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?$", re.IGNORECASE)
+_SIZE_FIX = ("Give bytes, or a number with K, M, G or T (powers of 1024): --part-size 4G, "
+             "700M, or fat32 (4 GiB - 1 byte, the largest file FAT32 holds).")
+_Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+_Count = Annotated[int, Field(ge=0)]
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class PartEntry(_Entry):
+    """One part: its file name, size and sha256."""
+
+    name: str
+    size: Annotated[int, Field(ge=1)]
+    sha256: _Hex64
+
+
+class FileEntry(_Entry):
+    """One bundle file as it was (size, sha256, mode), and where and how the stream holds it."""
+
+    path: str
+    size: _Count
+    sha256: _Hex64
+    mode: Annotated[int, Field(ge=0, le=0o777)]
+    compressed: bool
+    offset: _Count
+    stored: _Count
+    sample_ratio: float | None = None  # zstd -3 of the first 8 MiB / its size (auto only)
+
+    @property
+    def ratio(self) -> float:
+        """Stored bytes per original byte: 0.25 is a quarter of the size, 1.0 as it is."""
+        return self.stored / self.size if self.size else 1.0
+
+
+class PackIndex(_Entry):
+    """index.json: the format, every part, every file."""
+
+    format: Literal["k8s-airgap-pack"]
+    version: Literal[1]
+    name: str
+    part_size: Annotated[int, Field(ge=1)]
+    compressor: str
+    total: _Count  # bytes of the stream: every part
+    files_total: _Count  # bytes of the bundle: every file as it was
+    parts: list[PartEntry]
+    files: list[FileEntry]
+
+    @property
+    def ratio(self) -> float:
+        """Bytes of the parts per bundle byte: 1.0 when compression gained nothing."""
+        return self.total / self.files_total if self.files_total else 1.0
+
+
+@dataclass(frozen=True)
+class PackReport:
+    """What pack wrote, for the summary table (ratio: media bytes per bundle byte)."""
+
+    out: Path
+    index: PackIndex
+    parts: list[PartEntry]
+    files: list[FileEntry]
+    bytes_in: int  # the bundle's files
+    bytes_out: int  # the parts
+    ratio: float
+    seconds: float
+
+
+def parse_size(text: str) -> int:
+    """A part size in bytes: "4000000000", "700M", "650MB", "4G", "4GiB", "1.5G", "fat32".
+
+    K, M, G and T are powers of 1024 whether written K, KB or KiB (a CD's "650 MB" is
+    650 MiB); "fat32" is 4 GiB - 1 byte, the largest file FAT32 holds.
+    """
+    match = _SIZE.match(text.strip())
+    if text.strip().lower() == "fat32":
+        return FAT32
+    if not match:
+        raise AirgapError(f"--part-size {text!r}: not a size", resolution=_SIZE_FIX)
+    size = int(Fraction(match.group(1)) * _UNITS[match.group(2).upper()])
+    if size < 1:
+        raise AirgapError(f"--part-size {text!r}: a part must hold at least one byte",
+                          resolution=_SIZE_FIX)
+    return size
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+class Meter:
+    """Lines with bytes and rate: the first, then one every PROGRESS_EVERY s, and the last."""
+
+    def __init__(self, say: Say, total: int) -> None:
+        self.say, self.total = say, total
+        self.start = time.monotonic()
+        self.last = -math.inf
+
+    def __call__(self, what: str, done: int, *, last: bool = False) -> None:
+        now = time.monotonic()
+        if last or now - self.last >= PROGRESS_EVERY:
+            self.last = now
+            rate = human_bytes(done / max(now - self.start, 1e-9))
+            self.say(f"{what}, {human_bytes(done)} of {human_bytes(self.total)}, {rate}/s")
+
+
+def zstd_filter(args: list[str], chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """``zstd ARGS`` over chunks, streamed: a thread writes them into a named pipe zstd
+    reads; its stdout comes back piece by piece. CommandError when zstd fails."""
+    with tempfile.TemporaryDirectory(prefix="k8s-airgap-zstd-") as tmp, \
+            tempfile.TemporaryFile() as err:
+        fifo = os.path.join(tmp, "in")
+        os.mkfifo(fifo, 0o600)
+        argv = ["zstd", *args, "-q", "-c", fifo]
+        proc = process.popen(argv, stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        failed: list[BaseException] = []
+        feeder = threading.Thread(target=_feed, args=(fifo, chunks, failed), daemon=True)
+        feeder.start()
+        try:
+            while data := os.read(proc.stdout.fileno(), CHUNK):
+                yield data
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:  # the reader stopped early
+                proc.kill()
+            proc.wait()
+            while feeder.is_alive():  # zstd is gone: an open() waiting for it goes on to EPIPE
+                os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+                feeder.join(0.01)
+            proc.stdout.close()
+        if failed:
+            raise failed[0]
+        if code != 0:
+            err.seek(0)
+            raise CommandError(argv, code, "", err.read().decode(errors="replace"))
+
+
+def _feed(fifo: str, chunks: Iterable[bytes], failed: list[BaseException]) -> None:
+    try:
+        with open(fifo, "wb") as fh:  # open() returns once zstd opens the pipe too
+            for chunk in chunks:
+                fh.write(chunk)
+    except BrokenPipeError:
+        pass  # zstd stopped reading: its exit status says why
+    except BaseException as exc:  # handed to the reading thread
+        failed.append(exc)
+
+
+def pieces(data: bytes) -> Iterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(data), CHUNK):
+        yield bytes(view[start:start + CHUNK])
+
+
+class _PartWriter:
+    """The stream, cut into parts of at most part_size bytes as it is written; each part
+    is fsync'd before the next begins, so the index, written last, describes parts on disk."""
+
+    def __init__(self, out: Path, name: str, part_size: int) -> None:
+        self.out, self.name, self.part_size = out, name, part_size
+        self.parts: list[PartEntry] = []
+        self.paths: list[Path] = []
+        self.total = self._size = 0
+        self._fh: BinaryIO | None = None
+        self._hash = hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self._fh is None:
+                self.paths.append(self.out / f"{self.name}.part-{len(self.parts) + 1:04d}")
+                self._fh = open(self.paths[-1], "xb")  # noqa: SIM115 - closed by _close/abort
+                self._hash, self._size = hashlib.sha256(), 0
+            piece = view[:self.part_size - self._size]
+            try:
+                self._fh.write(piece)
+            except OSError as exc:
+                raise self._refusal(exc) from exc
+            self._hash.update(piece)
+            self._size += len(piece)
+            self.total += len(piece)
+            view = view[len(piece):]
+            if self._size == self.part_size:
+                self._close()
+
+    def finish(self) -> list[PartEntry]:
+        if self._fh is not None:
+            self._close()
+        return self.parts
+
+    def abort(self) -> None:  # remove every part this run wrote
+        if self._fh is not None:
+            self._fh.close()
+        for path in self.paths:
+            path.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        assert self._fh is not None
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            raise self._refusal(exc) from exc
+        self._fh.close()
+        self._fh = None
+        self.parts.append(PartEntry(name=self.paths[-1].name, size=self._size,
+                                    sha256=self._hash.hexdigest()))
+
+    def _refusal(self, exc: OSError) -> AirgapError:
+        full = " (the medium is full)" if exc.errno == errno.ENOSPC else ""
+        return AirgapError(f"{self.paths[-1]}: cannot write{full}: {exc.strerror}",
+                           details=f"{human_bytes(self.total)} of the pack written; removed.",
+                           resolution=f"Free space in {self.out} or pack onto a larger "
+                                      "medium; the pack is at most the bundle's size.")
+
+
+def pack(bundle: Path, out: Path, part_size: int, *, progress: Say | None = None,
+         compress: str = "auto") -> PackReport:
+    """Write the bundle into out/NAME.part-NNNN (each at most part_size bytes), then
+    out/index.json. Each file's sha256 is checked against the manifest on the way; on any
+    failure every part this run wrote is removed."""
+    if not isinstance(part_size, int) or part_size < 1:
+        raise AirgapError(f"--part-size {part_size!r}: a part must hold at least one byte",
+                          resolution=_SIZE_FIX)
+    if compress not in COMPRESS_MODES:
+        raise AirgapError(f"--compress {compress!r}: not a mode",
+                          resolution=f"Use one of {', '.join(COMPRESS_MODES)}.")
+    layout, out = Bundle(Path(bundle)), Path(out)
+    if not layout.manifest.is_file():
+        raise AirgapError(
+            f"{layout.manifest}: missing: the bundle is not complete",
+            resolution="Run `invoke prepare --bundle DIR` on the connected side first "
+                       "(it writes manifest.json last), then pack that directory.")
+    expected = read_manifest(layout.root).files
+    sources = [*layout.files(), *([SIGNATURE] if layout.signature.is_file() else []), MANIFEST]
+    name = NAME_PREFIX + hashlib.sha256(layout.manifest.read_bytes()).hexdigest()[:12]
+    _check_out(out, layout.root, name, progress or quiet)
+    out.mkdir(parents=True, exist_ok=True)
+    meter = Meter(progress or quiet, sum((layout.root / rel).stat().st_size for rel in sources))
+    writer, read = _PartWriter(out, name, part_size), [0]  # read: bundle bytes so far
+    try:
+        files = []
+        for rel in sources:
+            entry = _pack_file(layout.root, rel, compress, writer, meter, read)
+            known = expected.get(rel)
+            if known and (known.size, known.sha256) != (entry.size, entry.sha256):
+                raise AirgapError(
+                    f"{layout.root / rel}: differs from the manifest",
+                    details=f"size {entry.size}, sha256 {entry.sha256}\nmanifest: size "
+                            f"{known.size}, sha256 {known.sha256}",
+                    resolution="Run `invoke verify --bundle DIR` to see every damaged "
+                               "file, and `invoke prepare` again; nothing was packed.")
+            files.append(entry)
+        index = PackIndex(format="k8s-airgap-pack", version=1, name=name,
+                          part_size=part_size, compressor="zstd " + " ".join(ZSTD),
+                          total=writer.total, files_total=sum(f.size for f in files),
+                          parts=writer.finish(), files=files)
+        write_atomic(out / INDEX, index.model_dump_json(indent=2) + "\n")
+    except BaseException:
+        writer.abort()
+        raise
+    meter(f"packed {len(files)} files into {len(index.parts)} parts", read[0], last=True)
+    return PackReport(out, index, index.parts, index.files, index.files_total, index.total,
+                      index.ratio, time.monotonic() - meter.start)
+
+
+def _pack_file(root: Path, rel: str, mode: str, writer: _PartWriter, meter: Meter,
+               read: list[int]) -> FileEntry:
+    """One file into the stream: read once, hashed as read, compressed if it pays."""
+    offset, digest, size = writer.total, hashlib.sha256(), 0
+    with open(root / rel, "rb") as fh:
+        perm = os.fstat(fh.fileno()).st_mode & 0o777
+        head = fh.read(SAMPLE)
+        more = fh.read(1) if len(head) == SAMPLE else b""
+        sample, ratio = None, None
+        if mode == "auto" and head:
+            sample = b"".join(zstd_filter(ZSTD, pieces(head)))
+            ratio = round(len(sample) / len(head), 4)
+        compressed = bool(head) and (mode == "always"
+                                     or (ratio is not None and ratio <= 1 - MIN_GAIN))
+
+        def data() -> Iterator[bytes]:
+            nonlocal size
+            rest = iter(lambda: fh.read(CHUNK), b"") if more else iter(())
+            for piece in itertools.chain(pieces(head), [more] if more else [], rest):
+                digest.update(piece)
+                size += len(piece)
+                read[0] += len(piece)
+                yield piece
+
+        if compressed and sample is not None and not more:
+            for _ in data():  # the sample was the whole file: its zstd output is stored
+                pass
+            stream: Iterable[bytes] = [sample]
+        else:
+            stream = zstd_filter([*ZSTD, "-T0"], data()) if compressed else data()
+        for piece in stream:
+            writer.write(piece)
+            meter(f"writing part {len(writer.parts) + 1}", read[0])
+    return FileEntry(path=rel, size=size, sha256=digest.hexdigest(), mode=perm,
+                     compressed=compressed, offset=offset, stored=writer.total - offset,
+                     sample_ratio=ratio)
+
+
+def _check_out(out: Path, root: Path, name: str, say: Say) -> None:
+    """Refuse an out inside the bundle or holding another pack; remove the parts of an
+    unfinished pack of this same bundle (no index.json: that pack was stopped)."""
+    if out.exists() and not out.is_dir():
+        raise AirgapError(f"{out}: not a directory", resolution="Give --out a directory.")
+    if out.resolve().is_relative_to(root.resolve()):
+        raise AirgapError(f"{out}: inside the bundle {root}",
+                          resolution="Pack into a directory outside the bundle.")
+    fix = f"Pack into an empty directory, or delete {out}/{INDEX} and the *.part-* files."
+    if (out / INDEX).exists():
+        try:
+            other = json.loads((out / INDEX).read_text()).get("name")
+        except (OSError, ValueError, AttributeError):
+            other = None
+        what = "this bundle" if other == name else f"another bundle ({other or 'unreadable'})"
+        raise AirgapError(f"{out}: already holds a complete pack of {what}", resolution=fix)
+    parts = sorted(p for p in out.iterdir() if PART_NAME.match(p.name)) if out.is_dir() else []
+    if foreign := [p.name for p in parts if p.name.rsplit(".part-", 1)[0] != name]:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if foreign[3:] else "")
+        raise AirgapError(f"{out}: holds parts of another, unfinished pack: {shown}",
+                          details=f"This bundle's parts are named {name}.part-NNNN.",
+                          resolution=fix)
+    if parts:
+        say(f"removing {len(parts)} parts of an unfinished pack of this bundle in {out}")
+        for p in parts:
+            p.unlink()
