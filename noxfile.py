@@ -59,6 +59,7 @@ def e2e(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks: print figures, assert nothing about speed (opt-in)."""
     _install(session)
-    names = session.posargs or ["verify", "trust", "resolve", "mirror", "sideload", "lab"]
+    names = session.posargs or ["verify", "trust", "resolve", "mirror", "sideload", "fullgap",
+                                "lab"]
     for name in names:
         session.run("python", "-m", f"bench.{name}")

@@ -3,8 +3,9 @@
 An upstream registry on loopback holds a dozen images shaped like Canonical
 Kubernetes' list, about 2 GiB of incompressible layers in all: a base layer shared by
 most images, one large image of several layers, two images sharing a big layer, and a
-two-platform index. Each step runs in a process of its own (its peak RSS is read with
-wait4) against its floor or peer, in one run:
+two-platform index. Each step runs in a process of its own (its peak RSS sampled from
+/proc) against its floor or peer, alternately, three times each (the median is shown,
+every run's time too, since these ratios are near 1 and this machine's disk swings):
 
 - the image store (prepare's fill_store) vs `regctl image copy` of every image into an
   ocidir; and the store's blob bytes vs the unique blob bytes of the images;
@@ -16,7 +17,7 @@ wait4) against its floor or peer, in one run:
 Prints every figure and ratio; asserts nothing. Targets: within 1.2x of each floor;
 the store within 0.5% of the unique blob bytes; peak RSS under 100 MiB.
 
-    python -m bench.fullgap [--scale 1.0] [--keep DIR]
+    python -m bench.fullgap [--scale 1.0] [--runs 3] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -111,9 +112,9 @@ def build(root: Path, scale: float) -> dict[str, str]:
         return max(1, int(n * scale)) * MiB
 
     base = lay.random_layer(mb(30), "base.bin")
-    shared = lay.random_layer(mb(220), "shared.bin")
+    shared = lay.random_layer(mb(300), "shared.bin")
     names: dict[str, str] = {}
-    big = [lay.random_layer(mb(s), f"cilium{i}.bin") for i, s in enumerate((60, 300, 250, 150))]
+    big = [lay.random_layer(mb(s), f"cilium{i}.bin") for i, s in enumerate((60, 300, 300, 200))]
     lay.tag(lay.image([base, *big]), "cilium")
     names["cilium"] = "canonical/cilium:1.17"
     for n, repo in enumerate(("canonical/cilium-operator", "canonical/coredns")):
@@ -180,13 +181,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0, help="layer sizes x SCALE (1: ~2 GiB)")
     ap.add_argument("--keep", help="work directory to keep (default: a temporary one)")
+    ap.add_argument("--runs", type=int, default=3, help="runs of each step and its floor")
     args = ap.parse_args()
     from bench.fullgap_steps import measure
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="bench-fullgap-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        measure(work, args.scale)
+        measure(work, args.scale, args.runs)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -4,7 +4,10 @@ its floor or peer, every one in a process of its own."""
 from __future__ import annotations
 
 import json
+import shutil
+import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.fullgap import build, dir_bytes, human_bytes, py, ratio, run_measured, say
@@ -41,7 +44,25 @@ with ThreadPoolExecutor(6) as pool:
 '''
 
 
-def measure(work: Path, scale: float) -> None:
+def median_pair(name: str, ours_fn: Callable[[int], tuple[float, int]],
+                peer_fn: Callable[[int], tuple[float, int]], runs: int,
+                labels: tuple[str, str], target: float) -> None:
+    """ours and its floor alternately, ``runs`` times each; medians, peak RSS, ratio."""
+    a, b = [], []
+    for i in range(runs):
+        a.append(ours_fn(i))
+        b.append(peer_fn(i))
+    mo, mp = statistics.median(x for x, _ in a), statistics.median(x for x, _ in b)
+    say(labels[0], mo, max(r for _, r in a), f"median of {runs}: {_all(a)}")
+    say(labels[1], mp, max(r for _, r in b), f"median of {runs}: {_all(b)}")
+    ratio(name, mo, mp, target)
+
+
+def _all(xs: list[tuple[float, int]]) -> str:
+    return ", ".join(f"{x:.2f}" for x, _ in xs)
+
+
+def measure(work: Path, scale: float, runs: int = 3) -> None:
     from airgap.bundle import Manifest, write_manifest
     from airgap.bundle.layout import Bundle
     from airgap.plan.images import parse_image_ref
@@ -74,80 +95,101 @@ def measure(work: Path, scale: float) -> None:
         bundle = work / "bundle"
 
         print("\n-- the image store (prepare)", flush=True)
-        ours, rss = run_measured(py(
-            "import sys; from pathlib import Path; from airgap.bundle.store import fill_store; "
-            "from airgap.plan.lock import read_lock; from airgap.registry import RegistryClient;"
-            f"fill_store(read_lock(Path('{lock_file}')), Path('{bundle}'), "
-            "lambda r: RegistryClient(r, tls=False), parallel=4)"))
-        store = dir_bytes(Bundle(bundle).oci_dir / "blobs")
-        say("ours: fill_store (4 parallel)", ours, rss, human_bytes(store))
-        peer_dir = work / "peer-oci"
-        copies = "; ".join(
-            f"regctl image copy {upstream.address}/{ref} ocidir://{peer_dir}:{tag}"
-            for tag, ref in names.items())
         from airgap.tools import find_tool
 
         regctl_bin = str(find_tool("regctl"))
-        peer, prss = run_measured(["sh", "-c", copies.replace("regctl ", regctl_bin + " ")],
-                                  env=regctl.env)
-        say("peer: regctl image copy into an ocidir", peer, prss,
-            human_bytes(dir_bytes(peer_dir / "blobs")))
-        ratio("store / regctl", ours, peer, 1.2)
+        peer_dir = work / "peer-oci"
+
+        def store_ours(_i: int) -> tuple[float, int]:
+            shutil.rmtree(bundle, ignore_errors=True)
+            return run_measured(py(
+                "from pathlib import Path; from airgap.bundle.store import fill_store; "
+                "from airgap.plan.lock import read_lock; from airgap.registry import "
+                f"RegistryClient; fill_store(read_lock(Path('{lock_file}')), Path('{bundle}'), "
+                "lambda r: RegistryClient(r, tls=False), parallel=4)"))
+
+        def store_peer(_i: int) -> tuple[float, int]:
+            shutil.rmtree(peer_dir, ignore_errors=True)
+            copies = "; ".join(
+                f"{regctl_bin} image copy {upstream.address}/{ref} ocidir://{peer_dir}:{tag}"
+                for tag, ref in names.items())
+            return run_measured(["sh", "-c", copies], env=regctl.env)
+
+        median_pair("store / regctl", store_ours, store_peer, runs,
+                    ("ours: fill_store (4 parallel)",
+                     "peer: regctl image copy into an ocidir"), 1.2)
+        store = dir_bytes(Bundle(bundle).oci_dir / "blobs")
         print(f"  store blob bytes {store} vs unique blob bytes {unique}: "
               f"{(store - unique) / unique * 100:+.3f}% (target within 0.5%)", flush=True)
 
         files = {rel: hash_file(bundle / rel) for rel in Bundle(bundle).files()}
         write_manifest(bundle, Manifest(files, [], lock.images, lock.platforms, {}))
-        plan_file = work / "airgap.yaml"
-        plan_file.write_text(json.dumps({
-            "access": ["mirror"], "nodes": [{"name": "n1", "address": "10.0.0.2"}],
-            "mirror": {"url": f"http://{mirror.address}"}}))
-
-        print("\n-- mirror --from-bundle", flush=True)
-        ours, rss = run_measured(py(
-            "from pathlib import Path; from airgap.plan import load_plan; "
-            "from airgap.plan.lock import read_lock; "
-            "from airgap.mirror.from_bundle import push_bundle; "
-            f"push_bundle(load_plan('{plan_file}'), Path('{bundle}'), "
-            f"read_lock(Path('{lock_file}')), parallel=6)"))
-        say("ours: mirror --from-bundle (6 parallel)", ours, rss)
+        print("\n-- mirror --from-bundle (each run into repositories of its own)", flush=True)
         layers = [(f"sha256:{p.name}", p.stat().st_size)
                   for p in (Bundle(bundle).oci_dir / "blobs" / "sha256").iterdir()]
         listing = work / "blobs.json"
         listing.write_text(json.dumps(sorted(layers, key=lambda x: -x[1])))
-        fl, frss = run_measured([*py(FLOOR_PUT), floor.address,
-                                 str(Bundle(bundle).oci_dir / "blobs" / "sha256"), str(listing)])
-        say("floor: parallel HTTP PUT of the same blobs", fl, frss)
-        ratio("from-bundle / ingest floor", ours, fl, 1.2)
-        _pack_steps(work, bundle)
+
+        def push_ours(i: int) -> tuple[float, int]:
+            plan_file = work / f"airgap-{i}.yaml"
+            plan_file.write_text(json.dumps({
+                "access": ["mirror"], "nodes": [{"name": "n1", "address": "10.0.0.2"}],
+                "mirror": {"url": f"http://{mirror.address}", "path_prefix": f"run{i}"}}))
+            return run_measured(py(
+                "from pathlib import Path; from airgap.plan import load_plan; "
+                "from airgap.plan.lock import read_lock; "
+                "from airgap.mirror.from_bundle import push_bundle; "
+                f"push_bundle(load_plan('{plan_file}'), Path('{bundle}'), "
+                f"read_lock(Path('{lock_file}')), parallel=6)"))
+
+        def push_floor(i: int) -> tuple[float, int]:
+            return run_measured([*py(FLOOR_PUT.replace("/v2/floor/", f"/v2/floor{i}/")),
+                                 floor.address, str(Bundle(bundle).oci_dir / "blobs" / "sha256"),
+                                 str(listing)])
+
+        median_pair("from-bundle / ingest floor", push_ours, push_floor, runs,
+                    ("ours: mirror --from-bundle (6 parallel)",
+                     "floor: parallel HTTP PUT of the same blobs"), 1.2)
+        _pack_steps(work, bundle, runs)
     finally:
         for reg in regs:
             reg.stop()
 
 
-def _pack_steps(work: Path, bundle: Path) -> None:
+def _pack_steps(work: Path, bundle: Path, runs: int) -> None:
     print("\n-- pack and unpack (1 GiB parts)", flush=True)
     parts, dest = work / "parts", work / "unpacked"
-    ours, rss = run_measured(py(
-        "from pathlib import Path; from airgap.bundle.pack import pack, parse_size; "
-        f"r = pack(Path('{bundle}'), Path('{parts}'), parse_size('1G')); "
-        "print(r.ratio)"))
-    say("ours: pack", ours, rss, human_bytes(dir_bytes(parts)))
-    peer_parts = work / "peer-parts"
-    peer_parts.mkdir()
-    peer, prss = run_measured(["sh", "-c", f"tar -C {bundle} -cf - . | split -b 1G - "
-                               f"{peer_parts}/part-; openssl dgst -sha256 {peer_parts}/part-* "
-                               "> /dev/null"])
-    say("floor: tar -c | split -b 1G; openssl dgst", peer, prss)
-    ratio("pack / tar|split+openssl", ours, peer, 1.2)
-    ours, rss = run_measured(py(
-        "from pathlib import Path; from airgap.bundle.unpack import unpack; "
-        f"unpack(Path('{parts}'), Path('{dest}'))"))
-    say("ours: unpack (parts checked, files checked)", ours, rss, human_bytes(dir_bytes(dest)))
-    peer_dest = work / "peer-unpacked"
-    peer_dest.mkdir()
-    peer, prss = run_measured(["sh", "-c", f"openssl dgst -sha256 {peer_parts}/part-* > "
-                               f"/dev/null && cat {peer_parts}/part-* | tar -C {peer_dest} -xf -"])
-    say("floor: openssl dgst -sha256 parts; cat | tar -x", peer, prss)
-    ratio("unpack / openssl+tar", ours, peer, 1.2)
+    peer_parts, peer_dest = work / "peer-parts", work / "peer-unpacked"
+
+    def pack_ours(_i: int) -> tuple[float, int]:
+        shutil.rmtree(parts, ignore_errors=True)
+        return run_measured(py(
+            "from pathlib import Path; from airgap.bundle.pack import pack, parse_size; "
+            f"pack(Path('{bundle}'), Path('{parts}'), parse_size('1G'))"))
+
+    def pack_floor(_i: int) -> tuple[float, int]:
+        shutil.rmtree(peer_parts, ignore_errors=True)
+        peer_parts.mkdir()
+        return run_measured(["sh", "-c", f"tar -C {bundle} -cf - . | split -b 1G - "
+                             f"{peer_parts}/part- && openssl dgst -sha256 {peer_parts}/part-* "
+                             "> /dev/null"])
+
+    median_pair("pack / tar|split+openssl", pack_ours, pack_floor, runs,
+                ("ours: pack", "floor: tar -c | split -b 1G; openssl dgst"), 1.2)
+
+    def unpack_ours(_i: int) -> tuple[float, int]:
+        shutil.rmtree(dest, ignore_errors=True)
+        return run_measured(py(
+            "from pathlib import Path; from airgap.bundle.unpack import unpack; "
+            f"unpack(Path('{parts}'), Path('{dest}'))"))
+
+    def unpack_floor(_i: int) -> tuple[float, int]:
+        shutil.rmtree(peer_dest, ignore_errors=True)
+        peer_dest.mkdir()
+        return run_measured(["sh", "-c", f"openssl dgst -sha256 {peer_parts}/part-* > "
+                             f"/dev/null && cat {peer_parts}/part-* | tar -C {peer_dest} -xf -"])
+
+    median_pair("unpack / openssl+tar", unpack_ours, unpack_floor, runs,
+                ("ours: unpack (parts checked, files checked)",
+                 "floor: openssl dgst -sha256 parts; cat | tar -x"), 1.2)
     print("\npeak RSS target: < 100 MiB for each of ours", flush=True)
