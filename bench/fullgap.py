@@ -11,8 +11,9 @@ every run's time too, since these ratios are near 1 and this machine's disk swin
   ocidir; and the store's blob bytes vs the unique blob bytes of the images;
 - `mirror --from-bundle` into a fresh registry vs the registry's ingest floor: the
   same blobs pushed by parallel HTTP PUT (POST an upload, PUT the file), nothing else;
-- pack vs `tar -c | split -b`; unpack vs `openssl dgst -sha256` of the parts, then
-  `cat parts | tar -x` (what a careful operator would type).
+- pack vs `tar -c | split -b` then `openssl dgst -sha256` of the parts and `sync`;
+  unpack vs `openssl dgst -sha256` of the parts, then `cat parts | tar -x` and `sync`
+  (what a careful operator would type; ours fsync what they write, so the floors sync).
 
 Prints every figure and ratio; asserts nothing. Targets: within 1.2x of each floor;
 the store within 0.5% of the unique blob bytes; peak RSS under 100 MiB.
@@ -155,6 +156,7 @@ def _hwm(pid: int) -> int:
 def run_measured(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, int]:
     """Seconds and peak RSS (bytes) of one child process tree, sampled every 20 ms from
     /proc (wait4's ru_maxrss would count the parent's pages copied before exec)."""
+    os.sync()  # each run starts with nothing of the last one's still to be written back
     t = time.perf_counter()
     proc = subprocess.Popen(list(argv), env={**os.environ, **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -172,10 +172,10 @@ def _pack_steps(work: Path, bundle: Path, runs: int) -> None:
         peer_parts.mkdir()
         return run_measured(["sh", "-c", f"tar -C {bundle} -cf - . | split -b 1G - "
                              f"{peer_parts}/part- && openssl dgst -sha256 {peer_parts}/part-* "
-                             "> /dev/null"])
+                             "> /dev/null && sync"])
 
     median_pair("pack / tar|split+openssl", pack_ours, pack_floor, runs,
-                ("ours: pack", "floor: tar -c | split -b 1G; openssl dgst"), 1.2)
+                ("ours: pack", "floor: tar -c | split -b 1G; openssl dgst; sync"), 1.2)
 
     def unpack_ours(_i: int) -> tuple[float, int]:
         shutil.rmtree(dest, ignore_errors=True)
@@ -187,9 +187,10 @@ def _pack_steps(work: Path, bundle: Path, runs: int) -> None:
         shutil.rmtree(peer_dest, ignore_errors=True)
         peer_dest.mkdir()
         return run_measured(["sh", "-c", f"openssl dgst -sha256 {peer_parts}/part-* > "
-                             f"/dev/null && cat {peer_parts}/part-* | tar -C {peer_dest} -xf -"])
+                             f"/dev/null && cat {peer_parts}/part-* | tar -C {peer_dest} -xf - "
+                             "&& sync"])
 
     median_pair("unpack / openssl+tar", unpack_ours, unpack_floor, runs,
                 ("ours: unpack (parts checked, files checked)",
-                 "floor: openssl dgst -sha256 parts; cat | tar -x"), 1.2)
+                 "floor: openssl dgst parts; cat | tar -x; sync"), 1.2)
     print("\npeak RSS target: < 100 MiB for each of ours", flush=True)

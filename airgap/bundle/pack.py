@@ -10,10 +10,8 @@ without it are visibly an unfinished pack), is the framing: each part's name, si
 sha256, and for each file its path, size, sha256 and mode, whether it is compressed, and
 where it lies in the stream (``offset``, ``stored`` bytes). Without this tool one file
 comes back with ``cat NAME.part-* | tail -c +$((offset + 1)) | head -c STORED`` (then
-``zstd -d`` if compressed).
-
-Not tar: a tar header needs a member's size before its data, so every compressed file
-would need a temporary copy; here zstd's output goes straight into the stream.
+``zstd -d`` if compressed). Not tar: a tar header needs a member's size before its data,
+so every compressed file would need a temporary copy; here zstd writes into the stream.
 
 Compression (``auto``): zstd -3 on the first 8 MiB of each file; the whole file is
 compressed only if that sample shrinks by at least 10% (image layers are gzip'd and do
@@ -92,8 +90,7 @@ class FileEntry(_Entry):
     sample_ratio: float | None = None  # zstd -3 of the first 8 MiB / its size (auto only)
 
     @property
-    def ratio(self) -> float:
-        """Stored bytes per original byte: 0.25 is a quarter of the size, 1.0 as it is."""
+    def ratio(self) -> float:  # stored bytes per original byte: 0.25 is a quarter, 1.0 as is
         return self.stored / self.size if self.size else 1.0
 
 
@@ -111,8 +108,7 @@ class PackIndex(_Entry):
     files: list[FileEntry]
 
     @property
-    def ratio(self) -> float:
-        """Bytes of the parts per bundle byte: 1.0 when compression gained nothing."""
+    def ratio(self) -> float:  # bytes of the parts per bundle byte (1.0: nothing gained)
         return self.total / self.files_total if self.files_total else 1.0
 
 
@@ -129,6 +125,10 @@ class PackReport:
     ratio: float
     seconds: float
 
+    @property
+    def rate(self) -> float:  # bundle bytes per second
+        return self.bytes_in / max(self.seconds, 1e-9)
+
 
 def parse_size(text: str) -> int:
     """A part size in bytes: "4000000000", "700M", "650MB", "4G", "4GiB", "1.5G", "fat32".
@@ -139,11 +139,9 @@ def parse_size(text: str) -> int:
     match = _SIZE.match(text.strip())
     if text.strip().lower() == "fat32":
         return FAT32
-    if not match:
-        raise AirgapError(f"--part-size {text!r}: not a size", resolution=_SIZE_FIX)
-    size = int(Fraction(match.group(1)) * _UNITS[match.group(2).upper()])
+    size = int(Fraction(match.group(1)) * _UNITS[match.group(2).upper()]) if match else 0
     if size < 1:
-        raise AirgapError(f"--part-size {text!r}: a part must hold at least one byte",
+        raise AirgapError(f"--part-size {text!r}: not a size of one byte or more",
                           resolution=_SIZE_FIX)
     return size
 
@@ -160,9 +158,7 @@ class Meter:
     """Lines with bytes and rate: the first, then one every PROGRESS_EVERY s, and the last."""
 
     def __init__(self, say: Say, total: int) -> None:
-        self.say, self.total = say, total
-        self.start = time.monotonic()
-        self.last = -math.inf
+        self.say, self.total, self.start, self.last = say, total, time.monotonic(), -math.inf
 
     def __call__(self, what: str, done: int, *, last: bool = False) -> None:
         now = time.monotonic()
@@ -216,9 +212,7 @@ def _feed(fifo: str, chunks: Iterable[bytes], failed: list[BaseException]) -> No
 
 
 def pieces(data: bytes) -> Iterator[bytes]:
-    view = memoryview(data)
-    for start in range(0, len(data), CHUNK):
-        yield bytes(view[start:start + CHUNK])
+    return (data[start:start + CHUNK] for start in range(0, len(data), CHUNK))
 
 
 class _PartWriter:
@@ -304,10 +298,10 @@ def pack(bundle: Path, out: Path, part_size: int, *, progress: Say | None = None
     sources = [*layout.files(), *([SIGNATURE] if layout.signature.is_file() else []), MANIFEST]
     name = NAME_PREFIX + hashlib.sha256(layout.manifest.read_bytes()).hexdigest()[:12]
     _check_out(out, layout.root, name, progress or quiet)
-    out.mkdir(parents=True, exist_ok=True)
     meter = Meter(progress or quiet, sum((layout.root / rel).stat().st_size for rel in sources))
     writer, read = _PartWriter(out, name, part_size), [0]  # read: bundle bytes so far
     try:
+        out.mkdir(parents=True, exist_ok=True)
         files = []
         for rel in sources:
             entry = _pack_file(layout.root, rel, compress, writer, meter, read)
@@ -325,6 +319,10 @@ def pack(bundle: Path, out: Path, part_size: int, *, progress: Say | None = None
                           total=writer.total, files_total=sum(f.size for f in files),
                           parts=writer.finish(), files=files)
         write_atomic(out / INDEX, index.model_dump_json(indent=2) + "\n")
+    except OSError as exc:  # reading the bundle, or making out (parts: AirgapError)
+        writer.abort()
+        raise AirgapError(f"{exc.filename or layout.root}: {exc.strerror or exc}",
+                          resolution="Make the bundle readable and --out writable.") from exc
     except BaseException:
         writer.abort()
         raise

@@ -24,6 +24,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from itertools import groupby
 from pathlib import Path
 from typing import BinaryIO
 
@@ -66,6 +67,10 @@ class UnpackReport:
     consumed: list[str] = field(default_factory=list)  # parts deleted
     already_present: bool = False
 
+    @property
+    def rate(self) -> float:  # bundle bytes per second
+        return self.bytes_out / max(self.seconds, 1e-9)
+
 
 def unpack(parts: Path, dest: Path, *, consume: bool = False,
            progress: Say | None = None) -> UnpackReport:
@@ -90,14 +95,16 @@ def unpack(parts: Path, dest: Path, *, consume: bool = False,
                           resolution="apt-get install zstd, then run unpack again.")
     if consume and not os.access(parts, os.W_OK):
         raise AirgapError(f"{parts}: not writable, so consume cannot delete the parts",
-                          resolution="Copy the parts to a writable disk, or unpack "
-                                     "without consume.")
-    _check_space(parts, dest, index, consume)
-    _check_parts(parts, index, Meter(say, index.total))
-    checked = time.monotonic()
-    consumed = _rebuild(parts, dest, index, consume, Meter(say, index.total))
-    end = time.monotonic()
-    return replace(report, seconds=end - start, check_seconds=checked - start,
+                          resolution="Copy the parts to a writable disk, or drop --consume.")
+    try:
+        _check_space(parts, dest, index, consume)
+        _check_parts(parts, index, Meter(say, index.total))
+        checked = time.monotonic() - start
+        consumed = _rebuild(parts, dest, index, consume, Meter(say, index.total))
+    except OSError as exc:  # reading the parts, making dest (writing files: AirgapError)
+        raise AirgapError(f"{exc.filename or parts}: {exc.strerror or exc}",
+                          resolution="Make the parts readable and dest writable.") from exc
+    return replace(report, seconds=time.monotonic() - start, check_seconds=checked,
                    consumed=consumed)
 
 
@@ -119,8 +126,7 @@ def read_index(parts: Path) -> PackIndex:
         where = ".".join(str(p) for p in first["loc"]) or "the document"
         raise AirgapError(f"{path}: not a k8s-airgap pack index ({where}: {first['msg']})",
                           resolution=fix) from None
-    problem = index_problem(index)
-    if problem:
+    if problem := index_problem(index):
         raise AirgapError(f"{path}: {problem}", resolution=fix)
     return index
 
@@ -154,10 +160,9 @@ def index_problem(index: PackIndex) -> str | None:
         offset += f.stored
     if MANIFEST not in seen:
         return f"it lists no {MANIFEST}"
-    if offset != index.total or sum(p.size for p in index.parts) != index.total:
-        return f"the files ({offset} bytes), the parts and the total ({index.total}) differ"
-    if sum(f.size for f in index.files) != index.files_total:
-        return "files_total is not the sum of the files' sizes"
+    if {offset, sum(p.size for p in index.parts)} != {index.total} or sum(
+            f.size for f in index.files) != index.files_total:
+        return "the files, the parts and the totals (total, files_total) do not add up"
     return None
 
 
@@ -190,8 +195,6 @@ def _check_dest(dest: Path, parts: Path, index: PackIndex) -> bool:
     if parts.resolve().is_relative_to(dest.resolve()):
         raise AirgapError(f"{dest}: holds the parts ({parts}); they would end up in the "
                           "bundle", resolution=fix)
-    if not dest.exists():
-        return False
     manifest = Bundle(dest).manifest
     if manifest.is_file() and not manifest.is_symlink():
         packed = next(f for f in index.files if f.path == MANIFEST)
@@ -221,7 +224,7 @@ def _check_space(parts: Path, dest: Path, index: PackIndex, consume: bool) -> No
     rule = ("with consume and the parts on this filesystem: the most the unpack adds at "
             "once, bundle bytes written minus parts already deleted" if consuming else
             "the bundle's size, the sum of its files (the parts stay where they are)")
-    hint = "" if consuming or consume else ", or use consume if the parts are on this disk"
+    hint = "" if consuming or consume else ", or --consume if the parts are on this disk"
     raise AirgapError(
         f"{probe}: not enough free space to unpack: needs {human_bytes(need)} ({need} "
         f"bytes), has {human_bytes(free)} ({free} bytes)",
@@ -263,12 +266,7 @@ def _check_parts(parts: Path, index: PackIndex, meter: Meter) -> None:
 
 def _ranges(numbers: list[int]) -> str:
     """[1, 2, 3, 5] -> "0001..0003, 0005"."""
-    runs: list[list[int]] = []
-    for n in numbers:
-        if runs and runs[-1][-1] == n - 1:
-            runs[-1].append(n)
-        else:
-            runs.append([n])
+    runs = [[n for _, n in run] for _, run in groupby(enumerate(numbers), lambda p: p[1] - p[0])]
     return ", ".join(f"{r[0]:04d}" if len(r) == 1 else f"{r[0]:04d}..{r[-1]:04d}" for r in runs)
 
 
