@@ -50,6 +50,6 @@ def test_the_signature_is_required_when_asked(bundle: tuple[Path, Path]) -> None
 def test_a_file_added_after_prepare_is_refused(bundle: tuple[Path, Path]) -> None:  # noqa: F811
     b, root = bundle
     shutil.copy(b / "snaps" / "k8s.assert", b / "snaps" / "extra.assert")
-    with pytest.raises(BundleError, match="not in manifest.json"):
+    with pytest.raises(BundleError, match=r"not in manifest\.json"):
         verify_bundle(b, trusted_root=root)
     assert hash_file(b / "snaps" / "extra.assert").size > 0
