@@ -32,6 +32,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -53,6 +54,8 @@ PART_NAME = re.compile(r"^(?P<name>.+)\.part-(?P<number>\d{4,})$")
 CHUNK = 1 << 20
 SAMPLE = 8 << 20  # bytes of each file zstd tries first
 MIN_GAIN = 0.10  # a file is compressed when its sample shrinks by at least this much
+PROBE = 1 << 20  # bytes zlib tries first, in-process
+PROBE_GAIN = 0.03
 ZSTD = ["-3"]
 COMPRESS_MODES = ("auto", "never", "always")
 FAT32 = 4 * 1024**3 - 1  # FAT32's largest file
@@ -87,7 +90,9 @@ class FileEntry(_Entry):
     compressed: bool
     offset: _Count
     stored: _Count
-    sample_ratio: float | None = None  # zstd -3 of the first 8 MiB / its size (auto only)
+    # zstd -3 of the first 8 MiB / its size (auto only; None when the in-process zlib
+    # probe of the first MiB already showed that compression would not pay)
+    sample_ratio: float | None = None
 
     @property
     def ratio(self) -> float:  # stored bytes per original byte: 0.25 is a quarter, 1.0 as is
@@ -340,9 +345,10 @@ def _pack_file(root: Path, rel: str, mode: str, writer: _PartWriter, meter: Mete
         head = fh.read(SAMPLE)
         more = fh.read(1) if len(head) == SAMPLE else b""
         sample, ratio = None, None
-        if mode == "auto" and head:
+        if mode == "auto" and head and _may_shrink(head):
             sample = b"".join(zstd_filter(ZSTD, pieces(head)))
             ratio = round(len(sample) / len(head), 4)
+        # else: zlib -1 on its first MiB gained under 3%, zstd would not pay (no ratio)
         compressed = bool(head) and (mode == "always"
                                      or (ratio is not None and ratio <= 1 - MIN_GAIN))
 
@@ -367,6 +373,15 @@ def _pack_file(root: Path, rel: str, mode: str, writer: _PartWriter, meter: Mete
     return FileEntry(path=rel, size=size, sha256=digest.hexdigest(), mode=perm,
                      compressed=compressed, offset=offset, stored=writer.total - offset,
                      sample_ratio=ratio)
+
+
+def _may_shrink(head: bytes) -> bool:
+    """A quick in-process look before a zstd run: zlib level 1 on the first MiB. Data
+    that deflate cannot shrink by 3% (gzip'd layers, random bytes) does not reach the
+    10% zstd -3 needs; this saves a zstd process per image blob (measured in
+    bench/fullgap.py)."""
+    probe = head[:PROBE]
+    return len(zlib.compress(probe, 1)) < len(probe) * (1 - PROBE_GAIN)
 
 
 def _check_out(out: Path, root: Path, name: str, say: Say) -> None:

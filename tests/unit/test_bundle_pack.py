@@ -134,7 +134,8 @@ def test_auto_compresses_only_what_shrinks(bundle: Path, tmp_path: Path) -> None
         assert by_path[text].ratio < 0.1 and by_path[text].sample_ratio is not None
     for dense in ("snaps/k8s_1234.snap", "oci/blobs/sha256/aa"):
         assert not by_path[dense].compressed, dense
-        assert by_path[dense].sample_ratio is not None and by_path[dense].sample_ratio > 0.9
+        # The in-process zlib probe saw it would not pay: no zstd run, no sample ratio.
+        assert by_path[dense].sample_ratio is None
         assert by_path[dense].stored == by_path[dense].size
     assert not by_path["oci/empty"].compressed and by_path["oci/empty"].stored == 0
     assert report.bytes_out < report.bytes_in and 0 < report.ratio < 1
