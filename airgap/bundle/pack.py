@@ -25,8 +25,8 @@ import errno
 import hashlib
 import itertools
 import json
-import math
 import os
+import queue
 import re
 import subprocess
 import tempfile
@@ -35,7 +35,6 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, BinaryIO, Literal
 
@@ -44,6 +43,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from airgap import process
 from airgap.bundle.layout import MANIFEST, SIGNATURE, Bundle
 from airgap.bundle.manifest import read_manifest
+from airgap.bundle.mediasize import _SIZE_FIX, Meter
+from airgap.bundle.mediasize import FAT32 as FAT32  # re-exported: pack's public names
+from airgap.bundle.mediasize import human_bytes as human_bytes
+from airgap.bundle.mediasize import parse_size as parse_size
 from airgap.errors import AirgapError, CommandError
 from airgap.fileio import write_atomic
 from airgap.progress import Say, quiet
@@ -58,12 +61,6 @@ PROBE = 1 << 20  # bytes zlib tries first, in-process
 PROBE_GAIN = 0.03
 ZSTD = ["-3"]
 COMPRESS_MODES = ("auto", "never", "always")
-FAT32 = 4 * 1024**3 - 1  # FAT32's largest file
-PROGRESS_EVERY = 1.0  # seconds between two progress lines
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?$", re.IGNORECASE)
-_SIZE_FIX = ("Give bytes, or a number with K, M, G or T (powers of 1024): --part-size 4G, "
-             "700M, or fat32 (4 GiB - 1 byte, the largest file FAT32 holds).")
 _Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 _Count = Annotated[int, Field(ge=0)]
 
@@ -133,44 +130,6 @@ class PackReport:
     @property
     def rate(self) -> float:  # bundle bytes per second
         return self.bytes_in / max(self.seconds, 1e-9)
-
-
-def parse_size(text: str) -> int:
-    """A part size in bytes: "4000000000", "700M", "650MB", "4G", "4GiB", "1.5G", "fat32".
-
-    K, M, G and T are powers of 1024 whether written K, KB or KiB (a CD's "650 MB" is
-    650 MiB); "fat32" is 4 GiB - 1 byte, the largest file FAT32 holds.
-    """
-    match = _SIZE.match(text.strip())
-    if text.strip().lower() == "fat32":
-        return FAT32
-    size = int(Fraction(match.group(1)) * _UNITS[match.group(2).upper()]) if match else 0
-    if size < 1:
-        raise AirgapError(f"--part-size {text!r}: not a size of one byte or more",
-                          resolution=_SIZE_FIX)
-    return size
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-class Meter:
-    """Lines with bytes and rate: the first, then one every PROGRESS_EVERY s, and the last."""
-
-    def __init__(self, say: Say, total: int) -> None:
-        self.say, self.total, self.start, self.last = say, total, time.monotonic(), -math.inf
-
-    def __call__(self, what: str, done: int, *, last: bool = False) -> None:
-        now = time.monotonic()
-        if last or now - self.last >= PROGRESS_EVERY:
-            self.last = now
-            rate = human_bytes(done / max(now - self.start, 1e-9))
-            self.say(f"{what}, {human_bytes(done)} of {human_bytes(self.total)}, {rate}/s")
 
 
 def zstd_filter(args: list[str], chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -251,6 +210,11 @@ class _PartWriter:
             if self._size == self.part_size:
                 self._close()
 
+    @property
+    def position(self) -> int:
+        """Bytes of the stream handed to the writer so far (offsets in the index)."""
+        return self.total
+
     def finish(self) -> list[PartEntry]:
         if self._fh is not None:
             self._close()
@@ -304,7 +268,7 @@ def pack(bundle: Path, out: Path, part_size: int, *, progress: Say | None = None
     name = NAME_PREFIX + hashlib.sha256(layout.manifest.read_bytes()).hexdigest()[:12]
     _check_out(out, layout.root, name, progress or quiet)
     meter = Meter(progress or quiet, sum((layout.root / rel).stat().st_size for rel in sources))
-    writer, read = _PartWriter(out, name, part_size), [0]  # read: bundle bytes so far
+    writer, read = _ThreadedPartWriter(out, name, part_size), [0]  # read: bundle bytes so far
     try:
         out.mkdir(parents=True, exist_ok=True)
         files = []
@@ -319,10 +283,11 @@ def pack(bundle: Path, out: Path, part_size: int, *, progress: Say | None = None
                     resolution="Run `invoke verify --bundle DIR` to see every damaged "
                                "file, and `invoke prepare` again; nothing was packed.")
             files.append(entry)
+        parts = writer.finish()
         index = PackIndex(format="k8s-airgap-pack", version=1, name=name,
                           part_size=part_size, compressor="zstd " + " ".join(ZSTD),
                           total=writer.total, files_total=sum(f.size for f in files),
-                          parts=writer.finish(), files=files)
+                          parts=parts, files=files)
         write_atomic(out / INDEX, index.model_dump_json(indent=2) + "\n")
     except OSError as exc:  # reading the bundle, or making out (parts: AirgapError)
         writer.abort()
@@ -336,10 +301,60 @@ def pack(bundle: Path, out: Path, part_size: int, *, progress: Say | None = None
                       index.ratio, time.monotonic() - meter.start)
 
 
+class _ThreadedPartWriter(_PartWriter):
+    """The same parts, written (and hashed, and fsync'd) by a thread of their own, so
+    that reading and hashing the bundle's files overlaps writing the parts (measured in
+    bench/fullgap.py: the one-thread pack was hash- and fsync-bound)."""
+
+    DEPTH = 16  # chunks in flight (at most 16 MiB)
+
+    def __init__(self, out: Path, name: str, part_size: int) -> None:
+        super().__init__(out, name, part_size)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(self.DEPTH)
+        self._error: BaseException | None = None
+        self._queued = 0
+        self._thread = threading.Thread(target=self._drain, name="pack-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def position(self) -> int:
+        return self._queued
+
+    def _drain(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    super().write(item)
+                except BaseException as exc:  # handed to the reading thread
+                    self._error = exc
+
+    def write(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queued += len(data)
+        self._queue.put(bytes(data))
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def finish(self) -> list[PartEntry]:
+        self._stop()
+        if self._error is not None:
+            raise self._error
+        return super().finish()
+
+    def abort(self) -> None:
+        self._error = self._error or AirgapError("pack aborted", resolution="Run it again.")
+        self._stop()
+        super().abort()
+
+
 def _pack_file(root: Path, rel: str, mode: str, writer: _PartWriter, meter: Meter,
                read: list[int]) -> FileEntry:
     """One file into the stream: read once, hashed as read, compressed if it pays."""
-    offset, digest, size = writer.total, hashlib.sha256(), 0
+    offset, digest, size = writer.position, hashlib.sha256(), 0
     with open(root / rel, "rb") as fh:
         perm = os.fstat(fh.fileno()).st_mode & 0o777
         head = fh.read(SAMPLE)
@@ -371,7 +386,7 @@ def _pack_file(root: Path, rel: str, mode: str, writer: _PartWriter, meter: Mete
             writer.write(piece)
             meter(f"writing part {len(writer.parts) + 1}", read[0])
     return FileEntry(path=rel, size=size, sha256=digest.hexdigest(), mode=perm,
-                     compressed=compressed, offset=offset, stored=writer.total - offset,
+                     compressed=compressed, offset=offset, stored=writer.position - offset,
                      sample_ratio=ratio)
 
 

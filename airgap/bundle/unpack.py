@@ -31,14 +31,13 @@ from typing import BinaryIO
 from pydantic import ValidationError
 
 from airgap.bundle.layout import CONNECTED_DIR, MANIFEST, PARTIAL_DIR, SIGNATURE, Bundle
+from airgap.bundle.mediasize import Meter, human_bytes
 from airgap.bundle.pack import (
     CHUNK,
     INDEX,
     FileEntry,
-    Meter,
     PackIndex,
     PartEntry,
-    human_bytes,
     zstd_filter,
 )
 from airgap.errors import AirgapError, CommandError
