@@ -169,3 +169,27 @@ def test_an_interrupted_push_resumes_without_sending_finished_blobs_again(
     assert len(sent[0]) == 2 and not set(sent[0]) & set(sent[1]), sent
     for img in lock.images:
         assert mirror.manifest_digest(img.ref.repository, img.ref.tag or "") == img.digest
+
+
+def test_the_side_load_archive_is_built_from_the_store_on_the_inside(
+        bundle: Path, lock: ImageLock, tmp_path: Path) -> None:
+    """No registry at all: one archive for the platform, each blob once, every image
+    named, the platform manifest of the index as images.lock pins it."""
+    from airgap.sideload import select_images
+    from airgap.sideload.from_store import archive_from_store
+
+    multi = next(s for s in read_index(bundle) if s.ref.endswith(MULTI))
+    index = json.loads(blob_path(bundle / "oci", multi.digest).read_bytes())
+    platforms = {f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"]
+                 for m in index["manifests"]}
+    pinned = ImageLock(lock.platforms, [
+        LockedImage(i.ref, i.digest, platforms=platforms if str(i.ref).endswith(MULTI) else {})
+        for i in lock.images])
+    images = select_images(pinned.refs(), "linux/amd64", lock=pinned)
+    [rep] = archive_from_store(bundle, pinned, images, tmp_path / "out", "linux/amd64")
+    assert rep.path == tmp_path / "out" / "images.tar" and rep.path.is_file()
+    named = {i.name: i.digest for i in rep.images}
+    assert set(named) == {i.ref.name for i in lock.images}
+    assert named[next(i.ref.name for i in lock.images if str(i.ref).endswith(MULTI))] == \
+        platforms["linux/amd64"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["images.tar"]  # no leftovers
