@@ -109,7 +109,11 @@ def fill_store(lock: ImageLock, bundle: Path, client_for: Callable[[str], Regist
     write_atomic(store / "oci-layout", json.dumps(LAYOUT) + "\n")
     graphs: list[tuple[LockedImage, Graph]] = []
     owners: dict[str, tuple[RegistryClient, str]] = {}
+    kept = _complete_images(bundle, lock)
     for img in lock.images:
+        if str(img.ref) in kept:  # already whole in the store: no registry asked
+            graphs.append((img, kept[str(img.ref)]))
+            continue
         client = client_for(img.ref.registry)
         repo, _ = api_reference(img.ref)
         media, body = get_manifest_bytes(client, repo, img.digest)
@@ -132,10 +136,11 @@ def fill_store(lock: ImageLock, bundle: Path, client_for: Callable[[str], Regist
             progress(f"image store: {_mib(done[0])} of {_mib(total)}")
         return n
 
-    fetched = fan_out(fetch, sorted(sizes, key=lambda d: -sizes[d]), limit=parallel,
+    todo = [d for d in sizes if d in owners]
+    fetched = fan_out(fetch, sorted(todo, key=lambda d: -sizes[d]), limit=parallel,
                       name="store")
     report.fetched_bytes = sum(fetched)
-    report.kept = sum(1 for n in fetched if n == 0)
+    report.kept = len(sizes) - len(todo) + sum(1 for n in fetched if n == 0)
     for _, g in graphs:
         for d, (_, body) in g.manifests.items():
             p = blob_path(store, d)
@@ -145,6 +150,31 @@ def fill_store(lock: ImageLock, bundle: Path, client_for: Callable[[str], Regist
     report.pruned = _prune(store, {d for _, g in graphs for d in [*g.blobs, *g.manifests]})
     report.seconds = time.monotonic() - t0
     return report
+
+
+def _complete_images(bundle: Path, lock: ImageLock) -> dict[str, Graph]:
+    """Images of the lock the store already holds whole (index entry at the locked
+    digest, every manifest and blob present with its digest): a re-run of prepare keeps
+    them without asking any registry."""
+    if not (Bundle(bundle).oci_dir / "index.json").is_file():
+        return {}
+    try:
+        stored = {s.ref: s for s in read_index(bundle)}
+    except AirgapError:
+        return {}
+    store, out = Bundle(bundle).oci_dir, {}
+    for img in lock.images:
+        s = stored.get(str(img.ref))
+        if s is None or s.digest != img.digest:
+            continue
+        try:
+            g = stored_graph(bundle, s)
+        except AirgapError:
+            continue
+        if all(blob_path(store, d).is_file() and sha256_file(blob_path(store, d)) == d
+               for d in g.blobs):
+            out[str(img.ref)] = g
+    return out
 
 
 def _prune(store: Path, wanted: set[str]) -> int:

@@ -35,6 +35,8 @@ class Setup:
     registry: Registry
     auth: TestAuthority
     images: list[str]
+    key: Path  # the bundle signing key (ssh-keygen), and who may sign
+    allowed: Path
 
     def invoke(
         self, *args: str, env: dict[str, str] | None = None
@@ -62,12 +64,13 @@ class Setup:
         source = [] if download else ["--from", str(from_dir or self.from_dir)]
         return self.invoke(
             "prepare", "--plan", str(plan or self.plan), "--bundle", str(bundle), *source,
-            "--trusted-root", str(self.root), *extra, env=env,
+            "--trusted-root", str(self.root), "--sign-key", str(self.key), *extra, env=env,
         )
 
     def verify(self, bundle: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         return self.invoke(
-            "verify", "--bundle", str(bundle), "--trusted-root", str(self.root), *extra
+            "verify", "--bundle", str(bundle), "--trusted-root", str(self.root),
+            "--allowed-signers", str(self.allowed), *extra
         )
 
 
@@ -92,9 +95,14 @@ def setup(tmp_path: Path, registry_factory: Callable[..., Registry]) -> Setup:
     )
     regctl = regctl_for(reg, tmp_path / "regctl")
     env = {**os.environ, **regctl.env, "COLUMNS": "250"}
-    return Setup(
-        tmp_path, plan, from_dir, root, env, reg, auth, [*k8s_images, f"{reg.address}/test/multi:1"]
-    )
+    key = tmp_path / "signing-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tests", "-f", str(key)],
+                   check=True, timeout=30)
+    allowed = tmp_path / "allowed_signers"
+    kind, blob = key.with_suffix(".pub").read_text().split()[:2]
+    allowed.write_text(f"tests@k8s-airgap {kind} {blob}\n")
+    images = [*k8s_images, f"{reg.address}/test/multi:1"]
+    return Setup(tmp_path, plan, from_dir, root, env, reg, auth, images, key, allowed)
 
 
 def test_prepare_then_verify(setup: Setup) -> None:
@@ -112,7 +120,10 @@ def test_prepare_then_verify(setup: Setup) -> None:
         "snapd.snap",
     ]
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert set(manifest["files"]) == {f"snaps/{n}" for n in names} | {"images.lock"}
+    store = {p.relative_to(bundle).as_posix() for p in (bundle / "oci").rglob("*") if p.is_file()}
+    assert {"oci/oci-layout", "oci/index.json"} <= store and len(store) > 2
+    assert set(manifest["files"]) == {f"snaps/{n}" for n in names} | {"images.lock"} | store
+    assert (bundle / "manifest.json.sig").is_file()
     snaps = {s["name"]: s for s in manifest["snaps"]}
     assert snaps["k8s"]["revision"] == "100" and snaps["core22"]["revision"] == "101"
     assert snaps["k8s"]["channel"] == DEFAULT_CHANNEL
@@ -133,11 +144,13 @@ def test_prepare_then_verify(setup: Setup) -> None:
     assert "bundle verified" in res.stdout
     assert res.stdout.count("root -> store -> snap-revision") == 3
 
+    assert "signed by tests@k8s-airgap" in res.stderr + res.stdout
     # Canonical's root does not sign the tests' snaps: without --trusted-root it fails.
-    res = setup.invoke("verify", "--bundle", str(bundle))
+    signers = ("--allowed-signers", str(setup.allowed))
+    res = setup.invoke("verify", "--bundle", str(bundle), *signers)
     assert res.returncode == 1
     assert "neither a trusted root" in res.stdout + res.stderr
-    res = setup.invoke("verify", "--bundle", str(bundle), "--no-signature-check")
+    res = setup.invoke("verify", "--bundle", str(bundle), "--no-signature-check", *signers)
     assert res.returncode == 0, res.stderr
     assert "WARNING: --no-signature-check" in res.stderr
 
