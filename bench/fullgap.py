@@ -4,8 +4,9 @@ An upstream registry on loopback holds a dozen images shaped like Canonical
 Kubernetes' list, about 2 GiB of incompressible layers in all: a base layer shared by
 most images, one large image of several layers, two images sharing a big layer, and a
 two-platform index. Each step runs in a process of its own (its peak RSS sampled from
-/proc) against its floor or peer, alternately, three times each (the median is shown,
-every run's time too, since these ratios are near 1 and this machine's disk swings):
+/proc) against its floor or peer, alternately, after one warm-up round that is not
+counted and with the order swapped every run, three times each by default (the median
+is shown, every run's time too, since these ratios are near 1 and this disk swings):
 
 - the image store (prepare's fill_store) vs `regctl image copy` of every image into an
   ocidir; and the store's blob bytes vs the unique blob bytes of the images;

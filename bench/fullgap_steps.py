@@ -47,11 +47,20 @@ with ThreadPoolExecutor(6) as pool:
 def median_pair(name: str, ours_fn: Callable[[int], tuple[float, int]],
                 peer_fn: Callable[[int], tuple[float, int]], runs: int,
                 labels: tuple[str, str], target: float) -> None:
-    """ours and its floor alternately, ``runs`` times each; medians, peak RSS, ratio."""
+    """ours and its floor alternately, ``runs`` times each, after one warm-up round
+    that is not counted, and with the order swapped every run (the first run after a
+    set-up is several times slower whichever tool it is: measured); medians, peak RSS,
+    ratio."""
+    ours_fn(runs)
+    peer_fn(runs)
     a, b = [], []
     for i in range(runs):
-        a.append(ours_fn(i))
-        b.append(peer_fn(i))
+        if i % 2:
+            b.append(peer_fn(i))
+            a.append(ours_fn(i))
+        else:
+            a.append(ours_fn(i))
+            b.append(peer_fn(i))
     mo, mp = statistics.median(x for x, _ in a), statistics.median(x for x, _ in b)
     say(labels[0], mo, max(r for _, r in a), f"median of {runs}: {_all(a)}")
     say(labels[1], mp, max(r for _, r in b), f"median of {runs}: {_all(b)}")
