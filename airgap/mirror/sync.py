@@ -38,6 +38,7 @@ _LOG_ERROR = re.compile(r"level=(ERROR|WARN)\b.*")
 # Distribution reports ENOSPC as {"Op":"write",...,"Err":28} inside a 500 response.
 _NO_SPACE = re.compile(r'no space left on device|disk quota|insufficient storage|HTTP 507'
                        r'|\\?"Err\\?":\s*28\b', re.IGNORECASE)
+_STORE_FAILED = re.compile(r"failed to send blob.*\[http (5\d\d|404)\]")
 
 
 class _Watch:
@@ -133,6 +134,11 @@ def run_regsync(plan: Plan, config: dict[str, Any], pending: Sequence[Work],
     text = regsync_errors(stderr)
     if _NO_SPACE.search(stderr):
         text = "the mirror ran out of disk space (no space left on device)\n" + text
+    elif _STORE_FAILED.search(stderr):
+        # A full disk does not always say so: Distribution may answer a blob upload with
+        # a bare 500, or lose the upload and answer 404 (seen with a full test disk).
+        text = ("the mirror failed to store blobs (HTTP 500, or an upload it lost): check "
+                "its storage first (disk space), then its log\n" + text)
     return f"regsync exited {proc.returncode}:\n{text}"
 
 
