@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,7 +265,3 @@ def check_store(bundle: Path, lock: ImageLock) -> list[str]:
 
 def _mib(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB"
-
-
-def unique_blobs(graphs: Sequence[Graph]) -> dict[str, int]:
-    return {d: s for g in graphs for d, s in g.blobs.items()}

@@ -19,6 +19,7 @@ from airgap.bundle import (
     load_trust,
     verify_bundle,
 )
+from airgap.bundle.pack import PackReport
 from airgap.bundle.signing import SignatureCheck, check_signature, sign_manifest
 from airgap.bundle.verify import SignerPolicy
 from airgap.plan import Plan
@@ -123,10 +124,7 @@ def run_mirror_from_bundle(err: Console, plan: Plan, bundle: Path, signers: Sign
     err.print(summary_line(report, FROM_STORE), soft_wrap=True)
 
 
-def pack_table(rep: object) -> Table:
-    from airgap.bundle.pack import PackReport
-
-    assert isinstance(rep, PackReport)
+def pack_table(rep: PackReport) -> Table:
     t = Table(title=f"Packed into {rep.out}")
     for col in ("part", "size", "sha256"):
         t.add_column(col)
