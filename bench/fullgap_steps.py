@@ -7,7 +7,7 @@ import json
 import shutil
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench.fullgap import build, dir_bytes, human_bytes, py, ratio, run_measured, say
@@ -44,16 +44,23 @@ with ThreadPoolExecutor(6) as pool:
 '''
 
 
-def median_pair(name: str, ours_fn: Callable[[int], tuple[float, int]],
-                peer_fn: Callable[[int], tuple[float, int]], runs: int,
-                labels: tuple[str, str], target: float) -> None:
+Run = Callable[[int], tuple[float, int]]
+
+
+def median_pair(name: str, ours_fn: Run, peer_fn: Run, runs: int,
+                labels: tuple[str, str], target: float,
+                rivals: Sequence[tuple[str, str, Run]] = ()) -> None:
     """ours and its floor alternately, ``runs`` times each, after one warm-up round
     that is not counted, and with the order swapped every run (the first run after a
     set-up is several times slower whichever tool it is: measured); medians, peak RSS,
-    ratio."""
+    ratio. rivals: (name, label, run) of other tools doing ours' job, measured in the
+    same rounds (after the pair) and compared to ours with no target: the figures that
+    chose ours over them."""
     ours_fn(runs)
     peer_fn(runs)
-    a, b = [], []
+    a: list[tuple[float, int]] = []
+    b: list[tuple[float, int]] = []
+    extra: list[list[tuple[float, int]]] = [[] for _ in rivals]
     for i in range(runs):
         if i % 2:
             b.append(peer_fn(i))
@@ -61,10 +68,19 @@ def median_pair(name: str, ours_fn: Callable[[int], tuple[float, int]],
         else:
             a.append(ours_fn(i))
             b.append(peer_fn(i))
+        for got, (_, _, fn) in zip(extra, rivals, strict=True):
+            got.append(fn(i))
     mo, mp = statistics.median(x for x, _ in a), statistics.median(x for x, _ in b)
     say(labels[0], mo, max(r for _, r in a), f"median of {runs}: {_all(a)}")
     say(labels[1], mp, max(r for _, r in b), f"median of {runs}: {_all(b)}")
+    for got, (_, label, _) in zip(extra, rivals, strict=True):
+        say(label, statistics.median(x for x, _ in got), max(r for _, r in got),
+            f"median of {runs}: {_all(got)}")
     ratio(name, mo, mp, target)
+    for got, (rival, _, _) in zip(extra, rivals, strict=True):
+        mr = statistics.median(x for x, _ in got)
+        print(f"  ratio {rival}: {mo / mr:.2f}x ({'ours' if mo <= mr else 'the rival'} "
+              "measured faster)", flush=True)
 
 
 def _all(xs: list[tuple[float, int]]) -> str:
@@ -156,9 +172,19 @@ def measure(work: Path, scale: float, runs: int = 3) -> None:
                                  floor.address, str(Bundle(bundle).oci_dir / "blobs" / "sha256"),
                                  str(listing)])
 
+        oci = Bundle(bundle).oci_dir
+
+        def push_regctl(i: int) -> tuple[float, int]:
+            copies = "; ".join(
+                f"{regctl_bin} image copy ocidir://{oci}@{digests[tag]} "
+                f"{mirror.address}/regctl{i}/{ref}" for tag, ref in names.items())
+            return run_measured(["sh", "-c", copies], env=regctl.env)
+
         median_pair("from-bundle / ingest floor", push_ours, push_floor, runs,
                     ("ours: mirror --from-bundle (6 parallel)",
-                     "floor: parallel HTTP PUT of the same blobs"), 1.2)
+                     "floor: parallel HTTP PUT of the same blobs"), 1.2,
+                    [("from-bundle / regctl", "rival: regctl image copy ocidir:// -> mirror",
+                      push_regctl)])
         _pack_steps(work, bundle, runs)
     finally:
         for reg in regs:
