@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o644) -> Path:
@@ -26,3 +31,42 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o
             os.unlink(tmp)
         raise
     return target
+
+
+WRITEBACK_STEP = 32 << 20  # start writing back every 32 MiB written
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+class Writeback:
+    """Starts the kernel writing a file's new bytes to disk while more are written, so
+    that the fsync at the end waits for little (bench.fullgap: a gigabyte written to the
+    page cache and fsync'd only at the end waited as long again). Linux
+    sync_file_range(SYNC_FILE_RANGE_WRITE): asynchronous, the pages stay cached; a
+    no-op where libc lacks it. Durability still comes from an fsync."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.done, self.written = fd, 0, 0
+
+    def wrote(self, n: int) -> None:
+        self.written += n
+        if self.written - self.done >= WRITEBACK_STEP:
+            self.flush()
+
+    def flush(self) -> None:
+        """Start writeback of everything written since the last call."""
+        call = _sync_file_range()
+        if call is not None and self.written > self.done:
+            call(self.fd, self.done, self.written - self.done, _SYNC_FILE_RANGE_WRITE)
+        self.done = self.written
+
+
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return cast(Callable[[int, int, int, int], int], fn)
