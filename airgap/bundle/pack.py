@@ -48,7 +48,7 @@ from airgap.bundle.mediasize import FAT32 as FAT32  # re-exported: pack's public
 from airgap.bundle.mediasize import human_bytes as human_bytes
 from airgap.bundle.mediasize import parse_size as parse_size
 from airgap.errors import AirgapError, CommandError
-from airgap.fileio import write_atomic
+from airgap.fileio import Writeback, write_atomic
 from airgap.progress import Say, quiet
 
 INDEX = "index.json"
@@ -190,6 +190,7 @@ class _PartWriter:
         self.total = self._size = 0
         self._fh: BinaryIO | None = None
         self._hash = hashlib.sha256()
+        self._writeback = Writeback(-1)
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -198,6 +199,7 @@ class _PartWriter:
                 self.paths.append(self.out / f"{self.name}.part-{len(self.parts) + 1:04d}")
                 self._fh = open(self.paths[-1], "xb")  # noqa: SIM115 - closed by _close/abort
                 self._hash, self._size = hashlib.sha256(), 0
+                self._writeback = Writeback(self._fh.fileno())
             piece = view[:self.part_size - self._size]
             try:
                 self._fh.write(piece)
@@ -205,6 +207,7 @@ class _PartWriter:
                 raise self._refusal(exc) from exc
             self._hash.update(piece)
             self._size += len(piece)
+            self._writeback.wrote(len(piece))
             self.total += len(piece)
             view = view[len(piece):]
             if self._size == self.part_size:
@@ -230,6 +233,7 @@ class _PartWriter:
         assert self._fh is not None
         try:
             self._fh.flush()
+            self._writeback.flush()
             os.fsync(self._fh.fileno())
         except OSError as exc:
             raise self._refusal(exc) from exc

@@ -23,6 +23,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
@@ -41,6 +42,7 @@ from airgap.bundle.pack import (
     zstd_filter,
 )
 from airgap.errors import AirgapError, CommandError
+from airgap.fileio import Writeback
 from airgap.progress import Say, quiet
 from airgap.snaps import hash_file
 
@@ -233,32 +235,46 @@ def _check_space(parts: Path, dest: Path, index: PackIndex, consume: bool) -> No
 
 
 def _check_parts(parts: Path, index: PackIndex, meter: Meter) -> None:
-    """Every part present, of its size and sha256: one error naming every bad part."""
-    bad: list[str] = []
+    """Every part present, of its size and sha256: one error naming every bad part.
+    Parts are hashed in parallel (hashlib releases the GIL), a thread per core."""
+    bad: dict[int, str] = {}
     fine: list[int] = []
     done = 0
-    for number, part in enumerate(index.parts, 1):
+
+    def check(number: int, part: PartEntry) -> str | None:
         path = parts / part.name
         size = path.stat().st_size if path.is_file() else None
         if size is None:
-            bad.append(f"{part.name}: missing")
-        elif size != part.size:
+            return f"{part.name}: missing"
+        if size != part.size:
             what = "truncated" if size < part.size else "too long"
-            bad.append(f"{part.name}: {what}: {size} bytes, the index says {part.size}")
-        elif (digest := hash_file(path).sha256) != part.sha256:
-            bad.append(f"{part.name}: damaged: sha256 {digest}, the index says {part.sha256}")
-        else:
-            fine.append(number)
-        done += part.size
-        meter(f"checked part {number}/{len(index.parts)}", done)
+            return f"{part.name}: {what}: {size} bytes, the index says {part.size}"
+        if (digest := hash_file(path).sha256) != part.sha256:
+            return f"{part.name}: damaged: sha256 {digest}, the index says {part.sha256}"
+        return None
+
+    width = max(1, min(len(index.parts), os.cpu_count() or 1, 4))
+    with ThreadPoolExecutor(width, thread_name_prefix="unpack-check") as pool:
+        jobs = {pool.submit(check, n, part): (n, part)
+                for n, part in enumerate(index.parts, 1)}
+        for job in as_completed(jobs):
+            number, part = jobs[job]
+            if (problem := job.result()) is None:
+                fine.append(number)
+            else:
+                bad[number] = problem
+            done += part.size
+            meter(f"checked {len(fine) + len(bad)}/{len(index.parts)} parts", done)
     if bad:
-        names = [line.split(":")[0] for line in bad]
+        lines = [bad[n] for n in sorted(bad)]
+        names = [line.split(":")[0] for line in lines]
+        fine.sort()
         good = (f"fine ({len(fine)}): {index.name}.part-{_ranges(fine)}" if fine
                 else "no part is fine")
         raise AirgapError(
             f"{parts}: {len(bad)} of {len(index.parts)} parts missing or damaged: "
             + ", ".join(names[:5]) + (f" and {len(names) - 5} more" if names[5:] else ""),
-            details="\n".join([*bad, good]),
+            details="\n".join([*lines, good]),
             resolution=f"Copy only the parts named above again from the media into {parts} "
                        "(the others are fine), then unpack again.")
 
@@ -332,9 +348,11 @@ def _rebuild(parts: Path, dest: Path, index: PackIndex, consume: bool,
     work.mkdir(parents=True)
     reader = _PartReader(parts, index, consume)
     try:
-        for f in index.files:
-            _rebuild_file(reader, work, f, lambda: meter(
-                f"unpacking part {reader.number}/{len(index.parts)}", reader.done))
+        with ThreadPoolExecutor(1, thread_name_prefix="unpack-hash") as hasher:
+            for f in index.files:
+                _rebuild_file(reader, work, f, hasher, lambda: meter(
+                    f"unpacking part {reader.number}/{len(index.parts)}", reader.done))
+        _fsync_all(work, index.files)
         tops = sorted({f.path.split("/")[0] for f in index.files},
                       key=lambda t: (t == MANIFEST, t == SIGNATURE, t))
         for top in tops:  # manifest.json last: a bundle with a manifest is complete
@@ -362,8 +380,11 @@ def _rebuild(parts: Path, dest: Path, index: PackIndex, consume: bool,
 
 
 def _rebuild_file(reader: _PartReader, work: Path, f: FileEntry,
-                  tick: Callable[[], None]) -> None:
-    """One file from the stream, checked against its size and sha256 as it is written."""
+                  hasher: ThreadPoolExecutor, tick: Callable[[], None]) -> None:
+    """One file from the stream, checked against its size and sha256 as it is written.
+    Each piece is hashed by the hasher thread while it is written and the next one is
+    read; the kernel is told to start writing the file back as it grows (Writeback), and
+    _fsync_all makes it durable once every file is written."""
     target = work / f.path
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.resolve().is_relative_to(work.resolve()):
@@ -371,18 +392,24 @@ def _rebuild_file(reader: _PartReader, work: Path, f: FileEntry,
                           resolution="Pack the bundle again; its index is not sound.")
     digest, size = hashlib.sha256(), 0
     stream = reader.pieces(f.stored)
+    pending: list[Future[None]] = []
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with open(fd, "wb") as out:
+        with open(fd, "wb", buffering=0) as out:
+            writeback = Writeback(fd)
             for piece in zstd_filter(["-d"], stream) if f.compressed else stream:
                 size += len(piece)
                 if size > f.size:
                     break
-                digest.update(piece)
-                out.write(piece)
+                pending.append(hasher.submit(digest.update, piece))
+                view = memoryview(piece)
+                while view:
+                    view = view[out.write(view) or 0:]
+                writeback.wrote(len(piece))
+                if len(pending) > 2:  # at most three pieces in memory
+                    pending.pop(0).result()
                 tick()
-            out.flush()
-            os.fsync(out.fileno())
+            writeback.flush()
     except OSError as exc:
         raise AirgapError(f"{target}: cannot write: {exc.strerror}",
                           resolution="Free space on that disk (or fix its permissions), "
@@ -390,8 +417,29 @@ def _rebuild_file(reader: _PartReader, work: Path, f: FileEntry,
     except CommandError as exc:
         raise AirgapError(f"{f.path}: its compressed bytes do not decompress",
                           details=exc.details, resolution=_DAMAGED) from exc
+    finally:
+        for job in pending:
+            job.result()
     if size != f.size or digest.hexdigest() != f.sha256:
         raise AirgapError(f"{f.path}: unpacked, it does not match the index (size, sha256)",
                           details=f"expected {f.size} bytes, sha256 {f.sha256}",
                           resolution=_DAMAGED)
     os.chmod(target, f.mode)
+
+
+def _fsync_all(work: Path, files: list[FileEntry]) -> None:
+    """Every rebuilt file on disk before any is moved into place: fsync'd a few at a time
+    (most of their bytes are already written back: Writeback)."""
+    def sync(f: FileEntry) -> None:
+        fd = os.open(work / f.path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    try:
+        with ThreadPoolExecutor(4, thread_name_prefix="unpack-fsync") as pool:
+            list(pool.map(sync, files))
+    except OSError as exc:
+        raise AirgapError(f"{exc.filename or work}: cannot write: {exc.strerror}",
+                          resolution="Free space on that disk, then unpack again.") from exc
