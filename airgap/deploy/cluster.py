@@ -8,7 +8,13 @@ from collections.abc import Mapping, Sequence
 import yaml
 
 from airgap.deploy.context import STATE_DIR, Context
-from airgap.deploy.members import ClusterNode, cluster_member, cluster_nodes, in_cluster
+from airgap.deploy.members import (
+    ClusterNode,
+    cluster_member,
+    cluster_nodes,
+    in_cluster,
+    is_member,
+)
 from airgap.deploy.report import StepStatus
 from airgap.deploy.steps import NodeDeploy, ensure_file, short_error
 from airgap.errors import AirgapError
@@ -57,52 +63,63 @@ def join_config(plan: Plan) -> RenderedFile | None:
 
 
 def form_cluster(ctx: Context, runs: Mapping[str, NodeDeploy],
-                 prepared: Mapping[str, bool]) -> None:
-    """Bootstrap the first control plane, join the others, wait until all are Ready."""
+                 prepared: Mapping[str, bool], cluster: Mapping[str, Node] | None = None) -> None:
+    """Bootstrap the first control plane, join the others, wait until all are Ready.
+
+    ``cluster``: nodes of the plan that are not deployed in this run; when the bootstrap
+    node is among them and already a cluster member (adding a node later), it makes the
+    join tokens and nothing is bootstrapped."""
     plan, progress = ctx.plan, ctx.progress
-    first = next((s for s in plan.nodes if s.role is Role.control_plane and s.name in runs), None)
-    if first is None or plan.control_plane.name != first.name:
+    boot_spec = plan.control_plane
+    boot_run = runs.get(boot_spec.name)
+    existing = (cluster or {}).get(boot_spec.name)
+    if boot_run is None and (existing is None or not is_member(existing, boot_spec.name)):
         # Joining needs the bootstrap node; deploying a subset without it cannot join.
-        boot_name = plan.control_plane.name
         for run in runs.values():
             if prepared[run.spec.name]:
                 run.report.add(
-                    "join", StepStatus.not_run, f"the bootstrap node {boot_name} is not deployed"
-                )
+                    "join", StepStatus.not_run,
+                    f"the bootstrap node {boot_spec.name} is not deployed"
+                    + ("" if existing is None else " (it is not a cluster member)"))
         return
-    boot = runs[first.name]
+    first = boot_spec
     others = [r for r in runs.values() if r.spec.name != first.name]
 
     def skip_all(reason: str, status: StepStatus = StepStatus.skipped) -> None:
         for run in runs.values():
             if not prepared[run.spec.name]:
                 continue
-            step = "bootstrap" if run is boot else "join"
+            step = "bootstrap" if run is boot_run else "join"
             if run.report.status_of(step) is None:
                 run.report.add(step, status, reason)
             run.report.add("ready", status, reason)
 
-    if not prepared[first.name]:
-        skip_all(f"the bootstrap node {first.name} failed", StepStatus.not_run)
-        return
-    # Bootstrap.
-    def do_bootstrap() -> tuple[StepStatus, str]:
-        if in_cluster(boot.node, first.name):
-            return StepStatus.done, "already bootstrapped"
-        cfg = bootstrap_config(plan)
-        ensure_file(boot.node, cfg)
-        progress(first.name, "bootstrapping")
-        # --name: the Kubernetes node name is the plan's, not whatever the hostname is.
-        boot.node.run(
-            ["k8s", "bootstrap", "--name", first.name, "--address", first.address,
-             "--file", cfg.path],
-            timeout=BOOTSTRAP_TIMEOUT,
-        )
-        return StepStatus.changed, f"bootstrapped at {first.address}"
+    if boot_run is not None:
+        boot_node = boot_run.node
+        if not prepared[first.name]:
+            skip_all(f"the bootstrap node {first.name} failed", StepStatus.not_run)
+            return
 
-    if not boot.run_step("bootstrap", do_bootstrap):
-        skip_all(f"bootstrap on {first.name} failed", StepStatus.not_run)
-        return
+        def do_bootstrap() -> tuple[StepStatus, str]:
+            if in_cluster(boot_node, first.name):
+                return StepStatus.done, "already bootstrapped"
+            cfg = bootstrap_config(plan)
+            ensure_file(boot_node, cfg)
+            progress(first.name, "bootstrapping")
+            # --name: the Kubernetes node name is the plan's, not whatever the hostname is.
+            boot_node.run(
+                ["k8s", "bootstrap", "--name", first.name, "--address", first.address,
+                 "--file", cfg.path],
+                timeout=BOOTSTRAP_TIMEOUT,
+            )
+            return StepStatus.changed, f"bootstrapped at {first.address}"
+
+        if not boot_run.run_step("bootstrap", do_bootstrap):
+            skip_all(f"bootstrap on {first.name} failed", StepStatus.not_run)
+            return
+    else:
+        assert existing is not None
+        boot_node = existing
 
     joinable: list[NodeDeploy] = []
     for run in others:
@@ -126,7 +143,7 @@ def form_cluster(ctx: Context, runs: Mapping[str, NodeDeploy],
         def make_token(run: NodeDeploy = run) -> tuple[StepStatus, str]:
             worker = run.spec.role is Role.worker
             argv = ["k8s", "get-join-token", run.spec.name] + (["--worker"] if worker else [])
-            token = boot.node.run(argv, timeout=120).stdout.strip()
+            token = boot_node.run(argv, timeout=120).stdout.strip()
             if not token:
                 raise AirgapError(
                     f"{first.name}: `k8s get-join-token` printed no token",
@@ -172,13 +189,14 @@ def form_cluster(ctx: Context, runs: Mapping[str, NodeDeploy],
         r
         for r in runs.values()
         if prepared[r.spec.name]
-        and r.report.status_of("join" if r is not boot else "bootstrap")
+        and r.report.status_of("join" if r is not boot_run else "bootstrap")
         in (StepStatus.done, StepStatus.changed)
     ]
     for r in runs.values():
         if prepared[r.spec.name] and r not in waiting and r.report.status_of("ready") is None:
             r.report.add("ready", StepStatus.not_run, "not a cluster member")
-    _wait_ready(ctx, boot.node, waiting)
+    _wait_ready(ctx, boot_node, waiting)
+
 
 
 def _wait_ready(ctx: Context, boot: Node, waiting: Sequence[NodeDeploy]) -> None:

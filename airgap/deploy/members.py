@@ -80,3 +80,12 @@ def in_cluster(node: Node, name: str) -> bool:
         resolution=f"On {name}: `snap services k8s` (k8sd must be running) and "
         "`k8s local-node-status`; then run deploy again.",
     )
+
+
+def is_member(node: Node, name: str) -> bool:
+    """in_cluster, with an unclear answer taken as not a member (for decisions that only
+    skip work; the node's own step reports the unclear answer)."""
+    try:
+        return in_cluster(node, name)
+    except AirgapError:
+        return False

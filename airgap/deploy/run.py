@@ -4,13 +4,13 @@ parallel, form the cluster, then confirm images side-loaded before containerd ra
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from airgap.bundle import Bundle, verify_bundle
 from airgap.bundle.verify import SignerPolicy
 from airgap.deploy.cluster import form_cluster
-from airgap.deploy.contents import read_bundle, sha256_of
+from airgap.deploy.contents import BundleContents, read_bundle, sha256_of
 from airgap.deploy.context import (
     CONFIRM_TIMEOUT,
     READY_POLL,
@@ -18,8 +18,11 @@ from airgap.deploy.context import (
     Context,
     Deliver,
 )
+from airgap.deploy.members import is_member
 from airgap.deploy.report import DeployReport, StepStatus
 from airgap.deploy.sideload import confirm_sideloaded, default_deliver
+from airgap.deploy.site import read_history, record
+from airgap.deploy.snapstep import installed_sha3, k8s_decision, snap_row
 from airgap.deploy.steps import NodeDeploy
 from airgap.errors import AirgapError
 from airgap.fanout import fan_out_by
@@ -51,6 +54,8 @@ def deploy(
     on_progress: NodeSay | None = None,
     dangerous: bool = False,
     signers: SignerPolicy | None = None,
+    only: Sequence[str] | None = None,
+    record_site: bool = False,
 ) -> DeployReport:
     """Deploy the plan's nodes from ``bundle_dir``. Failures are in the report, not raised.
 
@@ -60,14 +65,20 @@ def deploy(
     ``signers`` checks the bundle's SSH signature too (the task always passes it).
     ``dangerous`` installs snaps whose assertions snapd refuses with ``--dangerous``
     (the lab's stand-in snaps); each report names them.
+    ``only``: deploy just these of ``nodes`` (adding a node later); the others, the
+    bootstrap node among them, are asked only for the cluster's revision and a join
+    token. A new node joins only a cluster that runs exactly the bundle's k8s.
+    ``record_site``: record in the site's history (airgap.deploy.site) which bundle each
+    node that ends Ready runs.
     """
     if verify is not None:
         verify(bundle_dir)
     else:
         verify_bundle(bundle_dir, trusted_root, check_signatures, signers=signers)
     bundle = read_bundle(bundle_dir)
-    specs = [n for n in plan.nodes if n.name in nodes]
-    missing = [n for n in nodes if n not in {s.name for s in plan.nodes}]
+    targets = set(only) if only is not None else set(nodes)
+    specs = [n for n in plan.nodes if n.name in nodes and n.name in targets]
+    missing = [n for n in [*nodes, *targets] if n not in {s.name for s in plan.nodes}]
     if missing:
         raise AirgapError(
             f"{plan.source}: no node named {missing[0]!r}",
@@ -114,6 +125,8 @@ def deploy(
         dangerous=dangerous,
     )
     runs = {s.name: NodeDeploy(ctx, s, nodes[s.name]) for s in specs}
+    cluster = {n: node for n, node in nodes.items() if n not in runs}
+    check_cluster_revision(plan, nodes, runs, bundle)
 
     def prepare(name: str) -> bool:
         ctx.progress(name, "preparing")
@@ -122,11 +135,64 @@ def deploy(
         return ok
 
     prepared = fan_out_by(prepare, runs, limit=parallel, name="deploy")
-    form_cluster(ctx, runs, prepared)
+    form_cluster(ctx, runs, prepared, cluster)
     for run in runs.values():
         if not prepared[run.spec.name]:
             step = "bootstrap" if run.spec.name == plan.control_plane.name else "join"
             run.report.add(step, StepStatus.not_run, "an earlier step on this node failed")
             run.report.add("ready", StepStatus.not_run, "an earlier step on this node failed")
     confirm_sideloaded(ctx, runs)
-    return DeployReport([r.report for r in runs.values()])
+    report = DeployReport([r.report for r in runs.values()])
+    if record_site:
+        _record(plan, bundle_dir, runs, task="add-node" if cluster else "deploy")
+    return report
+
+
+def check_cluster_revision(plan: Plan, nodes: Mapping[str, Node],
+                           runs: Mapping[str, NodeDeploy], bundle: BundleContents) -> None:
+    """A node that is not a member yet joins only a cluster that runs the bundle's k8s
+    (k8sd refuses a joiner whose version differs): refused before any node is touched,
+    naming both."""
+    boot = plan.control_plane.name
+    if boot not in nodes or not any(n != boot for n in runs):
+        return
+    k8s = next((s for s in bundle.snaps if s.name == "k8s"), None)
+    node = nodes[boot]
+    row = snap_row(node, "k8s") if k8s is not None else None
+    if k8s is None or row is None or not is_member(node, boot):
+        return  # no cluster yet (or the bootstrap node's own step reports why)
+    try:
+        same = k8s_decision(boot, row, k8s, lambda: installed_sha3(node, row),
+                            k8s.version).action == "keep"
+    except AirgapError:
+        same = False
+    if same:
+        return
+    new = sorted(n for n in runs if n != boot and not is_member(nodes[n], n))
+    if not new:
+        return  # every target is a member: their snaps step refuses the change
+    have = f"k8s {row.version} (revision {row.rev})"
+    want = (f"k8s (revision {k8s.revision})" if k8s.revision and k8s.revision.isdigit()
+            else f"k8s {k8s.version()} (SHA3-384 {k8s.sha3_384[:12]}...)")
+    hist = read_history(plan).nodes.get(boot)
+    named = f"; the site's history says it runs the bundle sha256 {hist.manifest_sha256}" \
+        if hist else ""
+    raise AirgapError(
+        f"{bundle.root}: holds {want}, but the cluster ({boot}) runs {have}{named}: "
+        f"{', '.join(new)} would join with another version",
+        resolution="Deploy the new node from the bundle the cluster runs, or upgrade the "
+        "cluster to this bundle first (`invoke upgrade`), then add the node.",
+    )
+
+
+
+def _record(plan: Plan, bundle_dir: Path, runs: Mapping[str, NodeDeploy], task: str) -> None:
+    ready = [n for n, r in runs.items() if r.report.status_of("ready") in
+             (StepStatus.done, StepStatus.changed)]
+    by_version: dict[tuple[str, str], list[str]] = {}
+    for name in ready:
+        row = snap_row(runs[name].node, "k8s")
+        if row is not None:
+            by_version.setdefault((row.version, row.rev), []).append(name)
+    for (version, rev), names in by_version.items():
+        record(plan, bundle_dir, names, version=version, revision=rev, task=task)

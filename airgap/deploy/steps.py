@@ -9,6 +9,7 @@ import shlex
 from collections.abc import Callable, Iterable, Sequence
 
 from airgap.deploy.context import DELIVERED, PENDING, Context, remote_path
+from airgap.deploy.members import in_cluster
 from airgap.deploy.report import NodeReport, StepStatus
 from airgap.deploy.snapstep import (
     HOLD_RENEW_DAYS,
@@ -43,6 +44,19 @@ def ensure_file(node: Node, f: RenderedFile) -> bool:
 
 def ensure_files(node: Node, files: Iterable[RenderedFile]) -> list[str]:
     return [f.path for f in files if ensure_file(node, f)]
+
+
+def running_cluster_refusal(node: str, change: str) -> AirgapError:
+    """deploy never changes the revision of a cluster member: a refresh that is not
+    planned would restart every node's runtime at once, before the new revision's images
+    are in place."""
+    return AirgapError(
+        f"{node}: is a member of a running cluster, and the bundle would change its k8s "
+        f"({change}); deploy does not change a running cluster's revision",
+        resolution="Upgrade with `invoke upgrade --plan PLAN --bundle BUNDLE` (new images "
+        "in place first, then one node at a time), or deploy the bundle the cluster runs "
+        "(`invoke status --plan PLAN` names it).",
+    )
 
 
 def short_error(exc: AirgapError) -> str:
@@ -148,6 +162,8 @@ class NodeDeploy:
                 # bundle's could downgrade the host); k8s: the bundle's, never older.
                 d = k8s_decision(self.spec.name, row, s, self._sha3_of(row), s.version)
                 action, what = d.action, d.detail
+                if action == "refresh" and in_cluster(self.node, self.spec.name):
+                    raise running_cluster_refusal(self.spec.name, d.detail)
             if action == "keep":
                 kept.append(what)
                 continue

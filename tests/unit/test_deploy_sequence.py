@@ -41,11 +41,12 @@ def _assertion(name: str, rev: str) -> str:
     )
 
 
-def make_bundle(root: Path, *, snaps: bool = True, archives: int = 0) -> Path:
+def make_bundle(root: Path, *, snaps: bool = True, archives: int = 0,
+                revs: dict[str, str] | None = None) -> Path:
     (root / "snaps").mkdir(parents=True)
     entries = []
     if snaps:
-        for name, rev in REVS.items():
+        for name, rev in (revs or REVS).items():
             (root / "snaps" / f"{name}.snap").write_bytes(f"snap {name}".encode())
             (root / "snaps" / f"{name}.assert").write_text(_assertion(name, rev))
             entries.append(SnapEntry(name, rev, "latest/stable", "x" * 64, f"id{name}",
@@ -154,6 +155,7 @@ def test_proxy_mode_exact_sequence_per_role(tmp_path: Path) -> None:
 
     get_nodes = ["k8s", "kubectl", "get", "node", "-o", "json"]
     assert nodes["node-1"].commands == [
+        ["snap", "list", "k8s"],  # a cluster already? (the joiners must match its k8s)
         *prepare_sequence(PROXY_RUNTIME),
         ["k8s", "local-node-status"],
         ["cat", BOOTSTRAP_CONFIG],
