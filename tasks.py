@@ -7,6 +7,7 @@ an AirgapError into a clean message and a non-zero exit (never a traceback).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invoke import Collection, Context, Exit, task  # type: ignore[attr-defined]
 from rich.console import Console
@@ -14,6 +15,9 @@ from rich.console import Console
 from airgap.bundle import NO_CHECK_WARNING
 from airgap.cli import SIGNER_HELP, TRUST_HELP, configure_logging, trust_flags, user_errors
 from lab.lxd import TRANSPORTS as LAB_TRANSPORTS  # transport: lxd, for the lab's nodes
+
+if TYPE_CHECKING:
+    from airgap.show.day2 import RolloutArgs
 
 console = Console(stderr=True)
 
@@ -156,32 +160,16 @@ def mirror(c: Context, plan: str | None = None, bundle: str | None = None,
             run_mirror_from_bundle(console, load_plan(plan), Path(from_bundle),
                                    policy(allowed_signers, allow_unsigned), int(parallel))
         return
-    from airgap.mirror import MirrorError, mirror_images, upstream_accesses
-    from airgap.plan import load_plan
-    from airgap.plan.sources import plan_images_locked
-    from airgap.show.mirror import mirror_progress, report_table, summary_line
+    from airgap.show.mirror import run_mirror
 
     if not plan:
         raise Exit("Error: --plan FILE is required (see `invoke mirror --help`)", code=1)
-    out = Console()
     with user_errors():
-        p = load_plan(plan)
-        refs, locked = plan_images_locked(p, images_file=Path(images) if images else None,
-                                          bundle=Path(bundle) if bundle else None,
-                                          lock=Path(lock) if lock else None)
-        ups = upstream_accesses(refs, insecure=insecure_upstream or [],
-                                ca_file=Path(upstream_ca) if upstream_ca else None)
-        try:
-            with mirror_progress(console) as progress:
-                report = mirror_images(p, refs, lock=locked, upstreams=ups,
-                                       config_out=Path(config) if config else None,
-                                       parallel=int(parallel), progress=progress)
-        except MirrorError as exc:
-            out.print(report_table(exc.report))
-            console.print(summary_line(exc.report))
-            raise
-    out.print(report_table(report))
-    console.print(summary_line(report))
+        run_mirror(console, Path(plan), bundle=Path(bundle) if bundle else None,
+                   lock=Path(lock) if lock else None, images=Path(images) if images else None,
+                   config=Path(config) if config else None, insecure=insecure_upstream or [],
+                   upstream_ca=Path(upstream_ca) if upstream_ca else None,
+                   parallel=int(parallel))
 
 
 @task(
@@ -247,49 +235,45 @@ def preflight(c: Context, plan: str | None = None, bundle: str | None = None,
               allow_unsigned: bool = False, debug: bool = False) -> None:
     """Check every node before install: route, ports, proxy/mirror, disk, snapd, clock."""
     configure_logging(debug)
-    from rich.console import Console as _Console
-
-    from airgap.nodes import build_nodes, close_nodes
-    from airgap.plan import load_plan
-    from airgap.preflight import preflight as run_preflight
-    from airgap.show.gap import policy, signature_gate
-    from airgap.show.preflight import report_tables
+    from airgap.show.gap import policy
+    from airgap.show.preflight import run_preflight_task
 
     if not plan:
         raise Exit("Error: --plan FILE is required (see `invoke preflight --help`)", code=1)
     with user_errors():
-        p = load_plan(plan)
-        if bundle:
-            signature_gate(console, Path(bundle), policy(allowed_signers, allow_unsigned))
-        nodes = build_nodes(p, node or None, transports=LAB_TRANSPORTS)
-        try:
-            with console.status(f"preflight on {len(nodes)} node(s)"):
-                report = run_preflight(p, nodes, bundle=Path(bundle) if bundle else None)
-        finally:
-            close_nodes(nodes)
-    out = _Console()
-    for table in report_tables(report):
-        out.print(table)
-    failed = [n.name for n in report.nodes if n.failed]
-    if failed:
-        raise Exit(f"Error: preflight failed on {', '.join(failed)} (see the fix column)", code=1)
-    out.print(f"Preflight passed on {len(report.nodes)} node(s).")
+        run_preflight_task(console, Path(plan), Path(bundle) if bundle else None, node or [],
+                           policy(allowed_signers, allow_unsigned), LAB_TRANSPORTS)
 
 
-@task(
-    help={
-        "plan": "The plan (airgap.yaml) naming the nodes and the image access mode(s).",
-        "bundle": "The bundle written by `invoke prepare --bundle DIR` (verified first).",
-        "node": "Deploy only this node (repeatable); joins need the bootstrap node.",
-        "timeout": "Seconds to wait for every node to be Ready (default 900).",
-        **TRUST_HELP,
-        **SIGNER_HELP,
-        "dangerous": "Lab only: install snaps whose assertions snapd does not trust with "
-        "--dangerous (named in the report). Never for Canonical's snaps.",
-        "debug": "Log every command run (secrets are never logged).",
-    },
-    iterable=["node"],
-)
+ROLLOUT_HELP = {
+    "plan": "The plan (airgap.yaml) naming the nodes and the image access mode(s).",
+    "bundle": "The bundle written by `invoke prepare --bundle DIR` (verified first).",
+    "timeout": "Seconds to wait for each node to be Ready (default 900).",
+    **TRUST_HELP,
+    **SIGNER_HELP,
+    "dangerous": "Lab only: install snaps whose assertions snapd does not trust with "
+    "--dangerous (named in the report). Never for Canonical's snaps.",
+    "debug": "Log every command run (secrets are never logged).",
+}
+
+
+def _rollout(plan: str | None, bundle: str | None, node: list[str] | None, timeout: int,
+             trusted_root: str | None, no_signature_check: bool, dangerous: bool,
+             allowed_signers: str | None, allow_unsigned: bool, what: str) -> RolloutArgs:
+    from airgap.show.day2 import RolloutArgs
+    from airgap.show.gap import policy
+
+    if not plan or not bundle:
+        raise Exit(f"Error: --plan FILE and --bundle DIR are required (see `invoke {what} "
+                   "--help`)", code=1)
+    root, check = _trust_flags(trusted_root, no_signature_check)
+    return RolloutArgs(Path(plan), Path(bundle), node or [], root, check,
+                       policy(allowed_signers, allow_unsigned), dangerous, float(timeout))
+
+
+@task(help={**ROLLOUT_HELP, "node": "Deploy only this node (repeatable): a node added later "
+            "joins the running cluster, at the cluster's k8s revision only."},
+      iterable=["node"])
 def deploy(c: Context, plan: str | None = None, bundle: str | None = None,
            node: list[str] | None = None, timeout: int = 900, trusted_root: str | None = None,
            no_signature_check: bool = False, dangerous: bool = False,
@@ -297,33 +281,45 @@ def deploy(c: Context, plan: str | None = None, bundle: str | None = None,
            debug: bool = False) -> None:
     """Install k8s from the bundle, configure the runtime, bootstrap, join, wait for Ready."""
     configure_logging(debug)
-    from airgap.deploy import deploy as run_deploy
-    from airgap.nodes import build_nodes, close_nodes
-    from airgap.plan import load_plan
-    from airgap.show.deploy import print_report
-    from airgap.show.gap import policy
+    from airgap.show.day2 import run_deploy
 
-    if not plan or not bundle:
-        raise Exit("Error: --plan FILE and --bundle DIR are required (see `invoke deploy --help`)",
-                   code=1)
-    root, check = _trust_flags(trusted_root, no_signature_check)
+    a = _rollout(plan, bundle, node, timeout, trusted_root, no_signature_check, dangerous,
+                 allowed_signers, allow_unsigned, "deploy")
     with user_errors():
-        p = load_plan(plan)
-        nodes = build_nodes(p, node or None, transports=LAB_TRANSPORTS)
-        try:
-            with console.status("deploy") as status:
-                report = run_deploy(
-                    p, nodes, Path(bundle), ready_timeout=float(timeout),
-                    trusted_root=root, check_signatures=check, dangerous=dangerous,
-                    signers=policy(allowed_signers, allow_unsigned),
-                    on_progress=lambda n, msg: status.update(f"deploy: {n}: {msg}"),
-                )
-        finally:
-            close_nodes(nodes)
-    failed = print_report(report, console)
-    if failed:
-        raise Exit(f"Error: deploy failed on {', '.join(failed)}; fix it and run deploy again "
-                   "(finished steps are skipped)", code=1)
+        run_deploy(console, a, LAB_TRANSPORTS)
+
+
+@task(help={**ROLLOUT_HELP, "node": "Upgrade only this node (repeatable; default: all).",
+            "batch": "Workers refreshed at once, after the control planes (default 1)."},
+      iterable=["node"])
+def upgrade(c: Context, plan: str | None = None, bundle: str | None = None,
+            node: list[str] | None = None, batch: int = 1, timeout: int = 900,
+            trusted_root: str | None = None, no_signature_check: bool = False,
+            dangerous: bool = False, allowed_signers: str | None = None,
+            allow_unsigned: bool = False, debug: bool = False) -> None:
+    """Rolling k8s refresh from a bundle: images first, then one node at a time."""
+    configure_logging(debug)
+    from airgap.show.day2 import run_upgrade
+
+    a = _rollout(plan, bundle, node, timeout, trusted_root, no_signature_check, dangerous,
+                 allowed_signers, allow_unsigned, "upgrade")
+    with user_errors():
+        run_upgrade(console, a, int(batch), LAB_TRANSPORTS)
+
+
+@task(help={"plan": "The plan (airgap.yaml); its history is PLAN's directory/STEM.site/.",
+            "live": "Also ask each node what it runs now (--no-live: the record only).",
+            "debug": "Log every command run (secrets are never logged)."})
+def status(c: Context, plan: str | None = None, live: bool = True,
+           debug: bool = False) -> None:
+    """Which bundle each node runs (the site's history), and its k8s now."""
+    configure_logging(debug)
+    from airgap.show.day2 import run_status
+
+    if not plan:
+        raise Exit("Error: --plan FILE is required (see `invoke status --help`)", code=1)
+    with user_errors():
+        run_status(console, Path(plan), LAB_TRANSPORTS, live=live)
 
 
 @task(
@@ -444,6 +440,8 @@ ns.add_collection(lab_tasks.ns, "lab")
 ns.add_task(sideload)
 ns.add_task(preflight)
 ns.add_task(deploy)
+ns.add_task(upgrade)
+ns.add_task(status)
 ns.add_task(prepare)
 ns.add_task(verify)
 ns.add_task(pack)

@@ -50,6 +50,8 @@ class Context:
     progress: NodeSay = node_quiet
     # Install snaps whose assertions snapd does not trust with --dangerous (the lab's).
     dangerous: bool = False
+    # upgrade: refresh k8s on cluster members (deploy refuses to; airgap.deploy.upgrade).
+    refresh: bool = False
 
 
 def remote_path(bundle: BundleContents, local: Path) -> str:

@@ -162,7 +162,8 @@ class NodeDeploy:
                 # bundle's could downgrade the host); k8s: the bundle's, never older.
                 d = k8s_decision(self.spec.name, row, s, self._sha3_of(row), s.version)
                 action, what = d.action, d.detail
-                if action == "refresh" and in_cluster(self.node, self.spec.name):
+                if (action == "refresh" and not self.ctx.refresh
+                        and in_cluster(self.node, self.spec.name)):
                     raise running_cluster_refusal(self.spec.name, d.detail)
             if action == "keep":
                 kept.append(what)

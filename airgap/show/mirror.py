@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -78,3 +79,27 @@ def summary_line(report: MirrorReport, how: str | None = None) -> str:
 
 
 __all__ = ["RichMirrorProgress", "mirror_progress", "report_table", "summary_line"]
+
+
+def run_mirror(err: Console, plan: Path, *, bundle: Path | None, lock: Path | None,
+               images: Path | None, config: Path | None, insecure: Sequence[str],
+               upstream_ca: Path | None, parallel: int) -> None:
+    """`invoke mirror`'s body (regsync from the upstreams): progress, table, summary."""
+    from airgap.mirror import MirrorError, mirror_images, upstream_accesses
+    from airgap.plan import load_plan
+    from airgap.plan.sources import plan_images_locked
+
+    out = Console()
+    p = load_plan(plan)
+    refs, locked = plan_images_locked(p, images_file=images, bundle=bundle, lock=lock)
+    ups = upstream_accesses(refs, insecure=list(insecure), ca_file=upstream_ca)
+    try:
+        with mirror_progress(err) as progress:
+            report = mirror_images(p, refs, lock=locked, upstreams=ups, config_out=config,
+                                   parallel=parallel, progress=progress)
+    except MirrorError as exc:
+        out.print(report_table(exc.report))
+        err.print(summary_line(exc.report))
+        raise
+    out.print(report_table(report))
+    err.print(summary_line(report))

@@ -79,6 +79,9 @@ class FakeNode:
     snap_revisions: dict[str, str] = field(default_factory=dict)
     local_installs: dict[str, int] = field(default_factory=dict)  # --dangerous: x1, x2, ...
     versions: dict[str, str] = field(default_factory=dict)  # snap list's Version, by name
+    # The Version a `snap install` of that snap's file gives (an upgrade's new k8s).
+    install_versions: dict[str, str] = field(default_factory=dict)
+    pulled: list[str] = field(default_factory=list)  # `ctr images pull` references
     # snapd trusts only Canonical's root: False makes `snap ack` refuse as it refuses
     # the lab authority's assertions (tests/integration/test_lab_snapd.py).
     trusts_assertions: bool = True
@@ -288,6 +291,8 @@ class FakeNode:
                     return fail(f'error: cannot find signatures with metadata for snap "{path}"')
                 else:
                     self.snaps[name] = self.snap_revisions.get(name, "1")
+                if name in self.install_versions:
+                    self.versions[name] = self.install_versions[name]
                 # snapd keeps each installed revision's file under /var/lib/snapd/snaps.
                 self.files[f"{SNAPS_DIR}/{name}_{self.snaps[name]}.snap"] = self.files[path]
                 return ok
@@ -302,7 +307,10 @@ class FakeNode:
                 return ok
             case ["systemctl", "is-active", *rest] if rest[-1] in (
                     CONTAINERD_UNIT, f"{CONTAINERD_UNIT}.service"):
-                return ok if self.containerd_active else fail("inactive", 3)
+                # systemctl prints the state on stdout either way (exit 3: not active).
+                if self.containerd_active:
+                    return RunResult(a, 0, "active\n", "")
+                return RunResult(a, 3, "inactive\n", "")
             case ["systemctl", "show", "-p", "NeedDaemonReload", _]:
                 need = self.files.get(PROXY_DROPIN) != self.loaded_dropin
                 return RunResult(a, 0, f"NeedDaemonReload={'yes' if need else 'no'}\n", "")
@@ -316,6 +324,15 @@ class FakeNode:
                 return ok
             case ["ctr" | "/snap/k8s/current/bin/ctr", "--version"]:
                 return ok if "ctr" not in self.missing_commands else fail("", 127)
+            case ["ctr" | "/snap/k8s/current/bin/ctr", "version"]:
+                return ok if self.containerd_active else fail("ctr: connection refused")
+            case [ctr, "-n", "k8s.io", "images", "pull", "--hosts-dir", _, ref] if ctr in (
+                    "ctr", SNAP_CTR):
+                if not self.containerd_active:
+                    return fail("ctr: failed to dial: connection refused")
+                self.pulled.append(ref)
+                self.images[ref] = "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+                return ok
             case [ctr, "-n", "k8s.io", "images", "ls"] if ctr in ("ctr", SNAP_CTR):
                 if not self.containerd_active:
                     return fail("ctr: failed to dial: connection refused")
