@@ -70,6 +70,7 @@ class NodeUpgrade:
     status: str = "not run"  # upgraded, already, failed, not run
     detail: str = ""
     order: int = 0  # the position in the rollout (1 = first refreshed)
+    started: float | None = None  # seconds after the upgrade began that its refresh began
 
 
 @dataclass
@@ -80,6 +81,8 @@ class UpgradeReport:
     images: list[str] = field(default_factory=list)  # what each mode's image step did
     error: AirgapError | None = None
     stopped_at: str | None = None
+    images_ready: float | None = None  # seconds after the start: every mode's images in place
+    began: float = 0.0  # the clock when the upgrade began
 
     @property
     def ok(self) -> bool:
@@ -175,8 +178,10 @@ def upgrade(
             row.to_version, row.to_revision = row.from_version, row.from_revision
     if not todo:
         return report
+    report.began = clock()
     try:
         report.images = (images_step or bring_images)(plan, nodes, bundle_dir)
+        report.images_ready = clock() - report.began
         for s in specs:
             held, how = hold_state(nodes[s.name], renew_within=HOLD_RENEW_DAYS)
             if not held:
@@ -248,6 +253,7 @@ def _refresh_wave(ctx: Context, nodes: Mapping[str, Node], wave: Sequence[str],
         spec = ctx.plan.node(name)
         run = NodeDeploy(ctx, spec, nodes[name])
         ctx.progress(name, f"refreshing k8s to {report.target}")
+        row.started = ctx.clock() - report.began
         for step, fn in (("transfer", run.transfer), ("snaps", run.snaps)):
             if not run.run_step(step, fn):
                 row.status, row.detail = "failed", f"{step}: {run.report.steps[-1].detail}"

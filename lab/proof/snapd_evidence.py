@@ -4,9 +4,10 @@ After the three modes: each node's snapd version, `snap list` (revision, and the
 column that carries confinement and the hold) and whether snapd's unit for the
 runtime is active. Then deploy with the same bundle (nothing may change), with a bundle
 holding an older k8s (refused on every node, nothing installed) and with a newer one
-(refreshed in place: snapd keeps the cluster's state). Lab installs are x-revisions,
-so deploy compares them by SHA3-384 and version, not by revision number; the cases'
-details say which comparison decided.
+(refused: deploy does not change a running cluster's revision), then `upgrade` with the
+newer one (refreshed in place one node at a time: snapd keeps the cluster's state). Lab
+installs are x-revisions, so deploy compares them by SHA3-384 and version, not by
+revision number; the cases' details say which comparison decided.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from airgap import deploy as deploy_mod
 from airgap.deploy.snapstep import parse_snap_list
+from airgap.deploy.upgrade import UpgradeReport, upgrade
 from airgap.errors import AirgapError
 from airgap.nodes import Node
 from airgap.plan import CONTAINERD_UNIT, Mode, Plan
@@ -49,6 +51,7 @@ STAND_IN_PARTS = (
 )
 
 Deploy = Callable[[Path], deploy_mod.DeployReport]
+Upgrade = Callable[[Path], UpgradeReport]
 
 
 def snapd_record(name: str, node: Node) -> SnapdRecord:
@@ -104,16 +107,37 @@ def case_older(deploy: Deploy, bundle: Path, nodes: Mapping[str, Node],
                       f"{said}; k8s still {', '.join(f'{k}={v}' for k, v in after.items())}")
 
 
-def case_newer(deploy: Deploy, bundle: Path, nodes: Mapping[str, Node], version: str,
-               plan: Plan) -> DeployCase:
+def case_newer(deploy: Deploy, bundle: Path, nodes: Mapping[str, Node],
+               version: str) -> DeployCase:
+    """deploy with a newer k8s over the running cluster: refused on every node (deploy
+    does not change a running cluster's revision), nothing installed."""
+    before = _k8s(nodes)
     rep = deploy(bundle)
+    refused = all(n.status_of("snaps") is deploy_mod.StepStatus.failed
+                  and "deploy does not change a running cluster's revision"
+                  in str(n.errors[0] if n.errors else "") for n in rep.nodes)
+    after = _k8s(nodes)
+    said = "; ".join(n.errors[0].brief for n in rep.nodes if n.errors)
+    return DeployCase(f"newer k8s {version} with deploy", "refused, points to upgrade",
+                      refused and after == before,
+                      f"{said}; k8s still {', '.join(f'{k}={v}' for k, v in after.items())}")
+
+
+def case_upgrade(upgrade: Upgrade, bundle: Path, nodes: Mapping[str, Node], version: str,
+                 plan: Plan) -> DeployCase:
+    """invoke upgrade with that bundle: one node at a time, each healthy before the next."""
+    rep = upgrade(bundle)
     after = _k8s(nodes)
     refreshed = all(v.startswith(f"{version} ") for v in after.values())
     members = [n for n in plan.nodes if deploy_mod.in_cluster(nodes[n.name], n.name)]
+    order = ", ".join(f"{n.order}. {n.node} {n.from_version} ({n.from_revision}) -> "
+                      f"{n.to_version} ({n.to_revision}) in {n.seconds:.0f} s"
+                      for n in sorted(rep.nodes, key=lambda n: n.order))
     ok = rep.ok and refreshed and len(members) == len(plan.nodes)
-    return DeployCase(f"newer k8s {version}", "refreshed in place, still in the cluster", ok,
-                      f"k8s now {', '.join(f'{k}={v}' for k, v in after.items())}; "
-                      f"{len(members)}/{len(plan.nodes)} still members; {_snaps_detail(rep)}")
+    return DeployCase(f"upgrade to k8s {version}", "one node at a time, still in the cluster",
+                      ok, f"{order}; k8s now {', '.join(f'{k}={v}' for k, v in after.items())}; "
+                      f"{len(members)}/{len(plan.nodes)} still members"
+                      + (f"; {rep.error.brief}" if rep.error else ""))
 
 
 def deploy_cases(report: Report, steps: Steps, connected: Connected,
@@ -127,6 +151,9 @@ def deploy_cases(report: Report, steps: Steps, connected: Connected,
     def run(plan: Plan) -> Callable[[Path], deploy_mod.DeployReport]:
         return lambda b: deploy_mod.deploy(plan, nodes, b, verify=verify, dangerous=True)
 
+    def up(plan: Plan) -> Upgrade:
+        return lambda b: upgrade(plan, nodes, b, verify=verify, dangerous=True)
+
     with steps.step("deploy again with the same bundle") as row:
         report.deploy_cases.append(case_again(run(last), bundle))
         row["detail"] = report.deploy_cases[-1].detail
@@ -135,9 +162,15 @@ def deploy_cases(report: Report, steps: Steps, connected: Connected,
         other = work / f"bundle-{label}"
         with steps.step(f"deploy a bundle with {label} k8s {version}") as row:
             connected.prepare(plans[Mode.mirror], other, from_dir=sets[label], trust=trust)
-            case = (case_older(run(plans[Mode.mirror]), other, nodes, version)
-                    if label == "older" else
-                    case_newer(run(plans[Mode.mirror]), other, nodes, version,
-                               plans[Mode.mirror]))
+            if label == "older":
+                case = case_older(run(plans[Mode.mirror]), other, nodes, version)
+            else:
+                case = case_newer(run(plans[Mode.mirror]), other, nodes, version)
             report.deploy_cases.append(case)
             row["detail"] = case.detail
+        if label == "newer":
+            with steps.step(f"upgrade to k8s {version} (one node at a time)") as row:
+                case = case_upgrade(up(plans[Mode.mirror]), other, nodes, version,
+                                    plans[Mode.mirror])
+                report.deploy_cases.append(case)
+                row["detail"] = case.detail

@@ -8,6 +8,10 @@ name=$(arg name); addr=$(arg address); version=$(arg version); secret=$(arg secr
 case "$name$addr$version" in
   *[!A-Za-z0-9.:-]*|"") echo "refused: bad name or address"; exit 0 ;;
 esac
+# As k8sd does: a joining node must run the cluster's version (this server's snap).
+mine=$(sed -n "s/^version: *'\{0,1\}\([^']*\)'\{0,1\} *$/\1/p" /snap/k8s/current/meta/snap.yaml)
+[ "$version" = "$mine" ] || {
+  echo "refused: $name runs version $version, the cluster runs $mine"; exit 0; }
 [ -f "$STATE/tokens/$name" ] || { echo "refused: no join token for $name"; exit 0; }
 read -r want role < "$STATE/tokens/$name"
 [ "$secret" = "$want" ] || { echo "refused: wrong join token for $name"; exit 0; }

@@ -206,7 +206,7 @@ def test_snapd_on_every_node_ran_the_snaps_deploy_installed(proof: Proof) -> Non
             assert s.rev.startswith("x"), s  # --dangerous installs: x-revisions
         assert snaps["k8s"].notes == "classic,held", snaps["k8s"]  # deploy held it
         assert snaps["core22"].notes == "base" and snaps["snapd"].notes == "snapd"
-        # Recorded after the deploy cases: the newer k8s refreshed every node, x1 -> x2.
+        # Recorded after the deploy cases: upgrade refreshed every node, x1 -> x2.
         assert (snaps["k8s"].version, snaps["k8s"].rev) == ("1.36.1", "x2"), snaps["k8s"]
     for mode in MODES:
         ready = {c.node: c.ready for c in r.cluster if c.mode == mode}
@@ -221,14 +221,18 @@ def test_deploy_again_older_and_newer_against_snapd(proof: Proof) -> None:
     r = proof.report
     assert isinstance(r, Report)
     cases = {c.case.split(" k8s")[0].split(" bundle")[0]: c for c in r.deploy_cases}
-    assert sorted(cases) == ["newer", "older", "same"], cases
+    assert sorted(cases) == ["newer", "older", "same", "upgrade to"], cases
     for c in r.deploy_cases:
         assert c.ok, c
     assert "no step changed" in cases["same"].detail
     assert "same SHA3-384" in cases["same"].detail  # x-revisions: compared by content
     assert "refusing to downgrade" in cases["older"].detail
     assert "1.36.0 (x1)" in cases["older"].detail  # what every node still runs
-    assert "by version" in cases["newer"].detail and "2/2 still members" in cases["newer"].detail
+    assert "deploy does not change a running cluster's revision" in cases["newer"].detail
+    assert "1.36.0 (x1)" in cases["newer"].detail  # refused: nothing installed
+    up = cases["upgrade to"].detail
+    assert "1. node-1 1.36.0 (x1) -> 1.36.1 (x2)" in up and "2. node-2" in up, up
+    assert "2/2 still members" in up
 
 
 def test_report_files(proof: Proof) -> None:

@@ -114,6 +114,9 @@ def test_rollout_images_first_control_planes_one_at_a_time_then_workers(
                  images_step=images, record_site=True)
     assert report.ok, report.error
     assert images.calls == 1 and images.refreshed_before == []
+    ready = report.images_ready
+    assert ready is not None and all(n.started is not None and n.started >= ready
+                                     for n in report.nodes)
     by = {n.node: n for n in report.nodes}
     assert [by[n].order for n in ROLES] == [1, 2, 3, 4]
     assert all(by[n].status == "upgraded" and by[n].to_revision == "4000" for n in ROLES)
