@@ -49,6 +49,7 @@ _SHAPES = {
     "signature_check": "true or false",
     "trusted_roots": "a list of strings",
     "tools": "an object mapping each tool to its version string",
+    "base": '{"manifest_sha256": "<hex>", "created": "<UTC time>"} (a delta bundle), or absent',
 }
 
 
@@ -65,6 +66,15 @@ class SnapEntry:
 
 
 @dataclass(frozen=True)
+class BaseRef:
+    """What a delta bundle was made against: the sha256 of the base bundle's manifest.json
+    bytes (the manifest the site last received) and that manifest's ``created``."""
+
+    manifest_sha256: str
+    created: str = ""
+
+
+@dataclass(frozen=True)
 class Manifest:
     files: dict[str, FileDigests]
     snaps: list[SnapEntry]
@@ -74,9 +84,15 @@ class Manifest:
     created: str = ""
     signature_check: bool = True
     trusted_roots: list[str] = field(default_factory=list)
+    # Set on a delta: the files listed are the whole new bundle's, the delta directory
+    # holds only those its base lacks. Absent (None) for a full bundle.
+    base: BaseRef | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return ManifestDocument.of(self).model_dump(by_alias=True)
+        doc = ManifestDocument.of(self).model_dump(by_alias=True)
+        if doc.get("base") is None:
+            doc.pop("base", None)  # a full bundle's manifest reads as it always did
+        return doc
 
 
 # --- the document -----------------------------------------------------------------------
@@ -121,6 +137,11 @@ class _ImageDocument(BaseModel):
     platforms: dict[str, StrictStr] = Field(default_factory=dict)
 
 
+class _BaseDocument(BaseModel):
+    manifest_sha256: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
+    created: StrictStr = ""
+
+
 class ManifestDocument(BaseModel):
     """manifest.json as written; field order is the file's key order."""
 
@@ -133,6 +154,7 @@ class ManifestDocument(BaseModel):
     signature_check: StrictBool = True
     trusted_roots: list[StrictStr] = Field(default_factory=list)
     tools: dict[str, StrictStr] = Field(default_factory=dict)
+    base: _BaseDocument | None = None
 
     @classmethod
     def of(cls, m: Manifest) -> ManifestDocument:
@@ -153,6 +175,8 @@ class ManifestDocument(BaseModel):
             signature_check=m.signature_check,
             trusted_roots=list(m.trusted_roots),
             tools=dict(sorted(m.tools.items())),
+            base=None if m.base is None else _BaseDocument(
+                manifest_sha256=m.base.manifest_sha256, created=m.base.created),
         )
 
     def manifest(self) -> Manifest:
@@ -167,6 +191,8 @@ class ManifestDocument(BaseModel):
             created=self.created,
             signature_check=self.signature_check,
             trusted_roots=list(self.trusted_roots),
+            base=None if self.base is None else BaseRef(self.base.manifest_sha256,
+                                                        self.base.created),
         )
 
 
@@ -180,7 +206,13 @@ def write_manifest(bundle: Path, manifest: Manifest) -> Path:
 
 def read_manifest(bundle: Path) -> Manifest:
     """The manifest of a bundle; AirgapError when missing (prepare did not finish) or bad."""
-    path = Bundle(bundle).manifest
+    return read_manifest_file(Bundle(bundle).manifest)
+
+
+def read_manifest_file(path: Path) -> Manifest:
+    """A manifest.json wherever it is (a delta's ``--since`` is a manifest kept apart
+    from its bundle); the same refusals as read_manifest, naming the file."""
+    path = Path(path)
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:

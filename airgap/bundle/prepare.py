@@ -15,10 +15,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from airgap import __version__, process, tools
+from airgap.bundle.delta import BaseManifest, DeltaReport, delta_against, read_base
 from airgap.bundle.layout import Bundle
 from airgap.bundle.manifest import Manifest, SnapEntry, write_manifest
 from airgap.bundle.resolve import resolve_images
-from airgap.bundle.store import StoreReport, fill_store
+from airgap.bundle.store import StoreReport, blob_path, fill_store
 from airgap.errors import AirgapError
 from airgap.plan import Plan, workload_images
 from airgap.plan.images import ImageRef, merge_images
@@ -26,6 +27,7 @@ from airgap.plan.lock import ImageLock, read_lock, write_lock
 from airgap.progress import Say, quiet
 from airgap.registry import RegistryClient, pinning_client
 from airgap.snaps import (
+    FileDigests,
     SnapError,
     VerifiedSnap,
     copy_file,
@@ -57,6 +59,7 @@ class PrepareReport:
     manifest: Path
     signature_check: bool
     store: StoreReport | None = None  # the image store (None: --no-images)
+    delta: DeltaReport | None = None  # with since: what the delta kept and dropped
 
 
 def _fetch_snap(
@@ -128,10 +131,17 @@ def prepare_bundle(
     images: bool = True,
     parallel: int = 4,
     progress: Say = quiet,
+    since: Path | None = None,
 ) -> PrepareReport:
     """Fetch and verify the snaps, pin the images, store them (unless ``images`` is
-    False: then DIR/oci is removed, so no stale store crosses), write the manifest last."""
+    False: then DIR/oci is removed, so no stale store crosses), write the manifest last.
+
+    ``since``: the manifest.json of the last bundle the site received. The bundle is
+    then a delta (airgap.bundle.delta): image blobs that base holds are not fetched at
+    all, the manifest still lists the whole new bundle (those blobs' entries come from
+    the base's manifest), and every file the base holds unchanged is dropped."""
     bundle = Path(bundle)
+    base = read_base(since) if since is not None else None  # before the old manifest goes
     if from_dir is not None and not from_dir.is_dir():
         raise AirgapError(
             f"--from {from_dir}: not a directory",
@@ -177,7 +187,8 @@ def prepare_bundle(
             return clients[registry]
 
         try:
-            store = fill_store(lock, bundle, client_for, parallel=parallel, progress=progress)
+            store = fill_store(lock, bundle, client_for, parallel=parallel, progress=progress,
+                               have=base.blob_digests() if base is not None else ())
         finally:
             for c in clients.values():
                 c.close()
@@ -186,6 +197,8 @@ def prepare_bundle(
 
     progress("hashing the bundle for the manifest")
     files = {rel: hash_file(bundle / rel) for rel in layout.files()}
+    if store is not None and base is not None:
+        files |= _skipped_entries(layout, base, store)
     entries = [
         SnapEntry(
             name=p.snap.name,
@@ -211,6 +224,23 @@ def prepare_bundle(
         signature_check=trust is not None,
         trusted_roots=sorted(trust.roots) if trust is not None else [],
     )
-    path = write_manifest(bundle, manifest)
-    return PrepareReport(bundle, snaps, lock, images_action, path, trust is not None, store)
+    if base is None:
+        path, delta = write_manifest(bundle, manifest), None
+    else:
+        delta = delta_against(bundle, base, manifest)
+        path = layout.manifest
+        progress(delta.summary())
+    return PrepareReport(bundle, snaps, lock, images_action, path, trust is not None, store,
+                         delta)
+
+
+def _skipped_entries(layout: Bundle, base: BaseManifest,
+                     store: StoreReport) -> dict[str, FileDigests]:
+    """The manifest entries of the blobs not fetched because the base holds them: the
+    base manifest's own (a blob's sha256 is its name, so they are the same file)."""
+    out = {}
+    for digest in store.skipped:
+        rel = layout.rel(blob_path(layout.oci_dir, digest))
+        out[rel] = base.manifest.files[rel]
+    return out
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,11 +98,22 @@ class StoreReport:
     kept: int = 0  # blobs already in place
     pruned: int = 0  # files of an earlier lock removed
     seconds: float = 0.0
+    # Blobs not fetched because a delta's base holds them (``have``): absent from the
+    # store, listed in the manifest from the base's, and carried by the base.
+    skipped: list[str] = field(default_factory=list)
+    skipped_bytes: int = 0
 
 
 def fill_store(lock: ImageLock, bundle: Path, client_for: Callable[[str], RegistryClient], *,
-               parallel: int = 4, progress: Say = quiet) -> StoreReport:
-    """Every image of the lock into DIR/oci, from the upstreams (through client_for)."""
+               parallel: int = 4, progress: Say = quiet,
+               have: Collection[str] = ()) -> StoreReport:
+    """Every image of the lock into DIR/oci, from the upstreams (through client_for).
+
+    ``have``: blob digests the site already holds (a delta's base); those not already
+    in the store are not fetched (the manifests still are: they are small and walking
+    them is how the blobs are known), so the store is then whole only together with
+    the base. Images are never "complete" without their blobs, so a later run without
+    ``have`` fetches what is missing."""
     t0 = time.monotonic()
     store = Bundle(bundle).oci_dir
     (store / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
@@ -136,11 +147,15 @@ def fill_store(lock: ImageLock, bundle: Path, client_for: Callable[[str], Regist
             progress(f"image store: {_mib(done[0])} of {_mib(total)}")
         return n
 
-    todo = [d for d in sizes if d in owners]
+    skip = {d for d in sizes if d in have and d in owners
+            and not blob_path(store, d).is_file()}
+    report.skipped = sorted(skip)
+    report.skipped_bytes = sum(sizes[d] for d in skip)
+    todo = [d for d in sizes if d in owners and d not in skip]
     fetched = fan_out(fetch, sorted(todo, key=lambda d: -sizes[d]), limit=parallel,
                       name="store")
     report.fetched_bytes = sum(fetched)
-    report.kept = len(sizes) - len(todo) + sum(1 for n in fetched if n == 0)
+    report.kept = len(sizes) - len(todo) - len(skip) + sum(1 for n in fetched if n == 0)
     for _, g in graphs:
         for d, (_, body) in g.manifests.items():
             p = blob_path(store, d)

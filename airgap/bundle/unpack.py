@@ -73,15 +73,19 @@ class UnpackReport:
         return self.bytes_out / max(self.seconds, 1e-9)
 
 
-def unpack(parts: Path, dest: Path, *, consume: bool = False,
-           progress: Say | None = None) -> UnpackReport:
+def unpack(parts: Path, dest: Path, *, consume: bool = False, progress: Say | None = None,
+           base: Path | None = None) -> UnpackReport:
     """Rebuild the bundle packed in parts/ (index.json and its parts) into dest.
 
     Refused, with nothing written, when index.json is missing or invalid, a part is
     missing or damaged (one error names every such part and says which are fine), dest
     holds another bundle, or dest's filesystem has less free space than space_needed.
-    consume=True deletes each part as soon as it has been read.
+    consume=True deletes each part as soon as it has been read. With ``base`` (the site's
+    bundle), a delta pack is merged with it into the full bundle (bundle.unpack_delta).
     """
+    if base is not None:
+        from airgap.bundle.unpack_delta import unpack_onto_base
+        return unpack_onto_base(parts, dest, base, consume=consume, progress=progress)
     say = progress or quiet
     start = time.monotonic()
     parts, dest = Path(parts), Path(dest)

@@ -4,12 +4,23 @@ side-load archives against the runtime's rules."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from airgap import sideload
-from airgap.bundle.layout import OCI_DIR, Bundle
+from airgap.bundle.delta import (
+    DeltaCheck,
+    DeltaError,
+    check_delta,
+    delta_needs_base,
+    missing_files,
+)
+from airgap.bundle.layout import MANIFEST, OCI_DIR, Bundle
 from airgap.bundle.manifest import Manifest, SnapEntry, read_manifest
 from airgap.bundle.signing import SignatureCheck, check_signature
 from airgap.bundle.store import check_store
@@ -86,9 +97,16 @@ def verify_bundle(
     check_signatures: bool = True,
     progress: Say = quiet,
     signers: SignerPolicy | None = None,
+    base: Path | None = None,
 ) -> VerifyReport:
     """Re-check every file against the manifest and every snap against its assertions;
     with ``signers``, the manifest's SSH signature first (the tasks always pass it).
+
+    A delta bundle (its manifest names a base, and it lacks some of its files) is
+    refused alone; with ``base`` (the bundle the site last received) its signature is
+    checked, then check_delta hashes every file where it is (delta, else base), and the
+    usual checks run on a view of the union (symlinks in a temporary directory) reusing
+    those digests, so each file is read once.
 
     Returns the report when everything verifies; raises BundleError (carrying the
     report, one row per file) naming each file and what differs otherwise.
@@ -103,18 +121,52 @@ def verify_bundle(
     manifest = read_manifest(bundle)
     trust = load_trust(trusted_root, check_signatures)
     report = VerifyReport(bundle, signature_check=trust is not None)
+    if base is None and manifest.base is not None and (gone := missing_files(bundle, manifest)):
+        raise delta_needs_base(bundle, manifest, gone)
     if signers is not None:
         report.signature = _verify_signature(layout, signers, report)
+    if base is None:
+        return _verify_files(bundle, bundle, manifest, trust, report, progress, {})
+    try:
+        check = check_delta(bundle, base, progress)
+    except DeltaError as exc:
+        for rel, what in exc.problems:
+            report.add(rel, "file", False, what)
+        raise _refusal(bundle, report) from exc
+    with union_view(check) as view:
+        return _verify_files(view, bundle, manifest, trust, report, progress, check.digests)
+
+
+@contextlib.contextmanager
+def union_view(check: DeltaCheck) -> Iterator[Path]:
+    """The full bundle of a checked delta, as symlinks to each file where it is (the
+    delta or its base) in a temporary directory: the checks below read it unchanged."""
+    with tempfile.TemporaryDirectory(prefix="k8s-airgap-union-") as tmp:
+        view = Path(tmp)
+        for rel, src in [*check.sources.items(), (MANIFEST, Bundle(check.delta).manifest)]:
+            (view / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(src.resolve(), view / rel)
+        yield view
+
+
+def _verify_files(root: Path, shown: Path, manifest: Manifest, trust: TrustStore | None,
+                  report: VerifyReport, progress: Say,
+                  known: dict[str, FileDigests]) -> VerifyReport:
+    """Every check after the signature, on the files under root (the bundle, or a
+    delta's union view); ``known``: digests already computed (check_delta)."""
+    layout = Bundle(root)
     snap_files = {s.file: s for s in manifest.snaps}
     digests: dict[str, FileDigests] = {}
     for rel, want in sorted(manifest.files.items()):
-        path = bundle / rel
+        path = root / rel
         kind = "snap" if rel in snap_files else "file"
         if not path.is_file():
             report.add(rel, kind, False, "listed in manifest.json but missing")
             continue
         progress(f"hashing {rel}")
-        got = hash_file(path, sha3=rel in snap_files)
+        got = known.get(rel)
+        if got is None or (rel in snap_files and got.sha3_384 is None):
+            got = hash_file(path, sha3=rel in snap_files)
         digests[rel] = got
         if got.size != want.size:
             report.add(rel, kind, False, f"size {got.size}, manifest says {want.size}")
@@ -134,23 +186,27 @@ def verify_bundle(
         for rel in (entry.file, entry.assertion):
             if rel not in manifest.files:
                 report.add(rel, "snap", False, "snap listed in manifest.json without a file entry")
-        _verify_snap_entry(bundle, entry, trust, digests, report)
+        _verify_snap_entry(root, entry, trust, digests, report)
     _verify_required_snaps(layout, manifest, report)
     _verify_lock(layout, manifest, report)
     _verify_store(layout, manifest, report)
     report.sideload_checked = _verify_archives(layout, report)
     if not report.ok:
-        fails = report.failures
-        raise BundleError(
-            f"{bundle}: {len(fails)} problem(s): "
-            + "; ".join(f"{r.path}: {r.detail}" for r in fails[:3])
-            + (" ..." if len(fails) > 3 else ""),
-            report,
-            details="\n".join(f"- {r.path}: {r.detail}" for r in fails),
-            resolution="Do not install from this bundle; copy it again, or re-run "
-            "`invoke prepare --bundle DIR` on the connected side.",
-        )
+        raise _refusal(shown, report)
     return report
+
+
+def _refusal(bundle: Path, report: VerifyReport) -> BundleError:
+    fails = report.failures
+    return BundleError(
+        f"{bundle}: {len(fails)} problem(s): "
+        + "; ".join(f"{r.path}: {r.detail}" for r in fails[:3])
+        + (" ..." if len(fails) > 3 else ""),
+        report,
+        details="\n".join(f"- {r.path}: {r.detail}" for r in fails),
+        resolution="Do not install from this bundle; copy it again, or re-run "
+        "`invoke prepare --bundle DIR` on the connected side.",
+    )
 
 
 def _verify_snap_entry(
