@@ -97,7 +97,6 @@ def init(c: Context, out: str = "airgap.yaml", mode: str = "mirror",
           f"invoke render --plan {target} --out rendered")
 
 
-
 @task(
     help={
         "force": "Reinstall even if the pinned versions are already there.",
@@ -108,19 +107,12 @@ def init(c: Context, out: str = "airgap.yaml", mode: str = "mirror",
 def tools(c: Context, force: bool = False, check: bool = False, debug: bool = False) -> None:
     """Install the pinned regsync and regctl (go install) into .bin/ and check their versions."""
     configure_logging(debug)
-    from rich.table import Table
-
     from airgap import tools as _tools
+    from airgap.show.mirror import tools_table
 
     with user_errors():
         status = _tools.check_tools() if check else _tools.install_tools(force=force)
-    table = Table(title=f"regclient tools (pinned {_tools.REGCLIENT_VERSION})")
-    for col in ("tool", "path", "version", "ok"):
-        table.add_column(col)
-    for s in status:
-        table.add_row(s.name, str(s.path or "not found"), s.version or "-",
-                      "[green]yes[/]" if s.ok else "[red]no[/]")
-    Console().print(table)
+    Console().print(tools_table(status, _tools.REGCLIENT_VERSION))
     if not all(s.ok for s in status):
         raise Exit("Error: regsync/regctl missing or not at the pinned version; "
                    "run `invoke tools` to install them", code=1)
@@ -333,13 +325,16 @@ def status(c: Context, plan: str | None = None, live: bool = True,
         "only the lock, for sites whose mirror is filled from a connected machine).",
         "sign_key": "Sign manifest.json with this SSH key (ssh-keygen -Y sign; a .pub whose "
         "private half is in ssh-agent works too).",
+        "since": "A delta: the manifest.json of the last bundle the site received (`invoke "
+        "status` names its copy); only what the site lacks is written.",
         "debug": "Log every command run.",
     }
 )
 def prepare(c: Context, plan: str | None = None, bundle: str | None = None,
             from_: str | None = None, trusted_root: str | None = None,
             no_signature_check: bool = False, refresh_images: bool = False,
-            images: bool = True, sign_key: str | None = None, debug: bool = False) -> None:
+            images: bool = True, sign_key: str | None = None, since: str | None = None,
+            debug: bool = False) -> None:
     """Build the bundle that crosses the gap: snaps + assertions, images, manifest, signature."""
     configure_logging(debug)
     from airgap.plan import load_plan
@@ -352,12 +347,14 @@ def prepare(c: Context, plan: str | None = None, bundle: str | None = None,
         root, check = trust_flags(trusted_root, no_signature_check)
         run_prepare(console, load_plan(plan), Path(bundle), from_dir=Path(from_) if from_ else None,
                     trusted_root=root, check=check, refresh_images=refresh_images, images=images,
-                    sign_key=Path(sign_key) if sign_key else None)
+                    sign_key=Path(sign_key) if sign_key else None,
+                    since=Path(since) if since else None)
 
 
 @task(
     help={
         "bundle": "The bundle directory (as copied across the gap).",
+        "base": "For a delta bundle: the bundle the site last received (its base).",
         **TRUST_HELP,
         **SIGNER_HELP,
         "debug": "Log every command run.",
@@ -365,7 +362,7 @@ def prepare(c: Context, plan: str | None = None, bundle: str | None = None,
 )
 def verify(c: Context, bundle: str | None = None, trusted_root: str | None = None,
            no_signature_check: bool = False, allowed_signers: str | None = None,
-           allow_unsigned: bool = False, debug: bool = False) -> None:
+           allow_unsigned: bool = False, base: str | None = None, debug: bool = False) -> None:
     """Check the bundle's signature, every file against the manifest, every snap and image."""
     configure_logging(debug)
     from airgap.show.gap import policy, run_verify
@@ -375,7 +372,8 @@ def verify(c: Context, bundle: str | None = None, trusted_root: str | None = Non
     root, check = _trust_flags(trusted_root, no_signature_check)
     with user_errors():
         run_verify(console, Path(bundle), trusted_root=root, check=check,
-                   signers=policy(allowed_signers, allow_unsigned))
+                   signers=policy(allowed_signers, allow_unsigned),
+                   base=Path(base) if base else None)
 
 
 @task(
@@ -406,6 +404,7 @@ def pack(c: Context, bundle: str | None = None, out: str | None = None,
         "parts": "The directory holding index.json and the parts (as copied from media).",
         "out": "Where to reassemble the bundle (a new or empty directory).",
         "consume": "Delete each part once it has been read (needs less free space).",
+        "base": "For a delta pack: the bundle the site last received; OUT is the full bundle.",
         **TRUST_HELP,
         **SIGNER_HELP,
         "debug": "Log every command run.",
@@ -414,7 +413,7 @@ def pack(c: Context, bundle: str | None = None, out: str | None = None,
 def unpack(c: Context, parts: str | None = None, out: str | None = None, consume: bool = False,
            trusted_root: str | None = None, no_signature_check: bool = False,
            allowed_signers: str | None = None, allow_unsigned: bool = False,
-           debug: bool = False) -> None:
+           base: str | None = None, debug: bool = False) -> None:
     """Check every part, reassemble the bundle, then verify it against its signed manifest."""
     configure_logging(debug)
     from airgap.show.gap import policy, run_unpack
@@ -425,7 +424,8 @@ def unpack(c: Context, parts: str | None = None, out: str | None = None, consume
     root, check = _trust_flags(trusted_root, no_signature_check)
     with user_errors():
         run_unpack(console, Path(parts), Path(out), consume, trusted_root=root, check=check,
-                   signers=policy(allowed_signers, allow_unsigned))
+                   signers=policy(allowed_signers, allow_unsigned),
+                   base=Path(base) if base else None)
 
 
 ns = Collection(version)

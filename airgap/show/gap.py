@@ -53,7 +53,7 @@ def say_signature(err: Console, sig: SignatureCheck | None) -> None:
 
 def run_prepare(err: Console, plan: Plan, bundle: Path, *, from_dir: Path | None,
                 trusted_root: Path | None, check: bool, refresh_images: bool, images: bool,
-                sign_key: Path | None) -> None:
+                sign_key: Path | None, since: Path | None = None) -> None:
     from airgap.bundle import prepare_bundle
 
     out = Console()
@@ -61,7 +61,7 @@ def run_prepare(err: Console, plan: Plan, bundle: Path, *, from_dir: Path | None
     with err.status("preparing") as status:
         rep = prepare_bundle(plan, bundle, from_dir=from_dir, trust=trust,
                              refresh_images=refresh_images, images=images,
-                             progress=lambda msg: status.update(msg))
+                             progress=lambda msg: status.update(msg), since=since)
     for table in prepare_tables(rep):
         out.print(table)
     if rep.store is not None:
@@ -70,6 +70,8 @@ def run_prepare(err: Console, plan: Plan, bundle: Path, *, from_dir: Path | None
                   f"{human_bytes(s.blob_bytes)} (fetched {human_bytes(s.fetched_bytes)}, "
                   f"kept {s.kept} blobs) in {s.seconds:.1f} s")
     out.print(f"manifest written: {rep.manifest}")
+    if rep.delta is not None:
+        out.print(f"delta against {since}: {rep.delta.summary()}")
     if sign_key is not None:
         sig = sign_manifest(bundle, sign_key)
         out.print(f"signature written: {sig} (ssh-keygen -Y sign, namespace k8s-airgap)")
@@ -81,7 +83,7 @@ def run_prepare(err: Console, plan: Plan, bundle: Path, *, from_dir: Path | None
 
 
 def run_verify(err: Console, bundle: Path, *, trusted_root: Path | None, check: bool,
-               signers: SignerPolicy) -> None:
+               signers: SignerPolicy, base: Path | None = None) -> None:
     out = Console()
 
     def show(rep: VerifyReport) -> None:
@@ -93,12 +95,14 @@ def run_verify(err: Console, bundle: Path, *, trusted_root: Path | None, check: 
     try:
         with err.status("verifying") as status:
             rep = verify_bundle(bundle, trusted_root, check,
-                                progress=lambda msg: status.update(msg), signers=signers)
+                                progress=lambda msg: status.update(msg), signers=signers,
+                                base=base)
     except BundleError as exc:
         show(exc.report)
         raise
     show(rep)
-    out.print("[green]bundle verified[/]" + ("" if check else " (signatures NOT checked)"))
+    out.print("[green]bundle verified[/]" + ("" if check else " (signatures NOT checked)")
+              + (f" (a delta: with its base {base})" if base else ""))
 
 
 def run_mirror_from_bundle(err: Console, plan: Plan, bundle: Path, signers: SignerPolicy,
@@ -145,10 +149,13 @@ def run_pack(err: Console, bundle: Path, out_dir: Path, part_size: str, compress
 
 
 def run_unpack(err: Console, parts: Path, dest: Path, consume: bool, *,
-               trusted_root: Path | None, check: bool, signers: SignerPolicy) -> None:
+               trusted_root: Path | None, check: bool, signers: SignerPolicy,
+               base: Path | None = None) -> None:
     from airgap.bundle.unpack import unpack
 
-    rep = unpack(parts, dest, consume=consume, progress=lambda m: err.print(m))
+    rep = unpack(parts, dest, consume=consume, progress=lambda m: err.print(m), base=base)
+    if base is not None:
+        err.print(f"a delta: merged with its base {base} into the full bundle {dest}")
     err.print(f"unpacked {len(rep.files)} file(s), {human_bytes(rep.bytes_out)}, into {dest} "
               f"in {rep.seconds:.1f} s (checking the parts: {rep.check_seconds:.1f} s)"
               + (f"; {len(rep.consumed)} part(s) consumed" if rep.consumed else ""),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -103,3 +104,14 @@ def run_mirror(err: Console, plan: Path, *, bundle: Path | None, lock: Path | No
         raise
     out.print(report_table(report))
     err.print(summary_line(report))
+
+
+def tools_table(status: Sequence[Any], pinned: str) -> Table:
+    """`invoke tools`: each regclient tool, where it is, its version, whether it is pinned."""
+    table = Table(title=f"regclient tools (pinned {pinned})")
+    for col in ("tool", "path", "version", "ok"):
+        table.add_column(col)
+    for s in status:
+        table.add_row(s.name, str(s.path or "not found"), s.version or "-",
+                      "[green]yes[/]" if s.ok else "[red]no[/]")
+    return table
