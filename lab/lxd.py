@@ -65,10 +65,17 @@ def _execute(c: Any, instance: str, argv: list[str], environment: dict[str, str]
     so a retry would run it twice). ``record-output`` makes LXD write the output to
     log files that are fetched once the operation is over. None on time-out.
     """
-    resp = c.api.instances[instance].exec.post(json={
-        "command": argv, "environment": environment, "wait-for-websocket": False,
-        "interactive": False, "record-output": True,
-    })
+    from pylxd.exceptions import LXDAPIException
+
+    try:
+        resp = c.api.instances[instance].exec.post(json={
+            "command": argv, "environment": environment, "wait-for-websocket": False,
+            "interactive": False, "record-output": True,
+        })
+    except LXDAPIException as exc:  # a stopped instance: the node is unreachable
+        raise AirgapError(f"{instance}: unreachable (LXD exec refused: {exc})",
+                          resolution=f"Start it (`lxc start {instance}` in the lab's "
+                          "project) or check `invoke lab.status`.") from None
     op_id = os.path.basename(resp.json()["operation"])
     wait = c.api.operations[op_id].wait.get(params={"timeout": int(timeout) + 1})
     body = wait.json().get("metadata") or {}
@@ -173,6 +180,15 @@ class LXDNode:
         result = RunResult(argv, res.exit_code, res.stdout, stderr)
         return check_result(self.name, result) if check else result
 
+    def stop(self) -> None:
+        """Stop the instance at once (the node becomes unreachable, as a lost machine)."""
+        self._instance().stop(force=True, wait=True)
+
+    def start(self, timeout: float = 120) -> None:
+        """Start it and wait until snapd and the runtime answer again."""
+        self._instance().start(wait=True)
+        wait_command(self, ["snap", "list", "snapd"], "snapd after a start", timeout=timeout)
+
     def _mkdir(self, remote: str) -> None:
         parent = posixpath.dirname(remote)
         if parent and parent != "/":
@@ -235,7 +251,10 @@ def wait_address(node: LXDNode, iface: str, address: str, timeout: float = 60) -
 
 def wait_command(node: LXDNode, argv: list[str], what: str, timeout: float = 60) -> None:
     def ok() -> bool:
-        return node.run(argv, check=False, timeout=10).ok
+        try:
+            return node.run(argv, check=False, timeout=10).ok
+        except AirgapError:  # not running (yet)
+            return False
 
     wait_until(f"{what} on {node.name}", ok, timeout=timeout)
 

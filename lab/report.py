@@ -207,7 +207,7 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
+def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("lab", "templates"),
         autoescape=False,  # Markdown, not HTML: cells are escaped by the `cell` filter
@@ -222,4 +222,4 @@ def _environment() -> jinja2.Environment:
 
 def to_markdown(report: Report) -> str:
     """The report for a reader: lab/templates/e2e-report.md.j2."""
-    return _environment().get_template(MARKDOWN_TEMPLATE).render(report=report)
+    return environment().get_template(MARKDOWN_TEMPLATE).render(report=report)

@@ -31,6 +31,7 @@ from airgap.snaps.openpgp import SNAPD_KEY_TIME, packet_header
 
 ROOT_SINCE = "2020-01-01T00:00:00.0Z"
 TIMESTAMP = "2024-05-01T12:00:00.123456Z"
+SNAP_TIME = 1767225600  # 2026-01-01T00:00:00Z: every file and the filesystem of each built snap
 
 
 def _mpi(value: int) -> bytes:
@@ -315,8 +316,10 @@ def build_snap(
     out = workdir / f"{name}.snap"
     out.unlink(missing_ok=True)
     process.run(
+        # Fixed times: the same files give the same snap, as the store serves one file per
+        # revision (a day-2 delta must not carry an unchanged base again).
         ["mksquashfs", str(root), str(out), "-noappend", "-comp", "xz", "-all-root",
-         "-no-progress", "-quiet"],
+         "-all-time", str(SNAP_TIME), "-mkfs-time", str(SNAP_TIME), "-no-progress", "-quiet"],
         resolution="apt-get install squashfs-tools (mksquashfs)",
     )
     shutil.rmtree(root)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from invoke import Collection, Context, Exit, task  # type: ignore[attr-defined]
 from rich.console import Console
@@ -182,10 +183,13 @@ def shell(c: Context, instance: str, name: str = "lab") -> None:
     "k8s_snap": "Full proof with the real k8s snap (needs snapd, the Snap Store and VMs).",
     "name": "Lab name (1-6 lowercase letters/digits).",
     "slot": "Preferred address slot (the first free one from here is used).",
+    "day2": "The day-2 proof instead: a delta bundle, a rolling upgrade on 2 control "
+    "planes and a worker (one made unreachable mid-rollout), a node added later.",
     "debug": "Log every command run.",
 })
 def prove(c: Context, nodes: int = 2, keep: bool = False, out: str = "reports",
-          k8s_snap: bool = False, name: str = "e2e", slot: int = 0, debug: bool = False) -> None:
+          k8s_snap: bool = False, name: str = "e2e", slot: int = 0, day2: bool = False,
+          debug: bool = False) -> None:
     """Prove proxy, mirror and sideload end to end in a fresh lab; writes a report."""
     configure_logging(debug)
     from pathlib import Path
@@ -193,6 +197,10 @@ def prove(c: Context, nodes: int = 2, keep: bool = False, out: str = "reports",
     from lab import proof
 
     t0 = time.monotonic()
+    if day2:
+        _prove_day2(name if name != "e2e" else "day2", Path(out), keep, int(slot))
+        _print(f"lab.prove --day2 took {time.monotonic() - t0:.0f} s")
+        return
     with user_errors():
         report = proof.prove(name=name, nodes=int(nodes), out=Path(out), keep=keep,
                              k8s_snap=k8s_snap, progress=_say, slot=int(slot))
@@ -218,3 +226,21 @@ def prove(c: Context, nodes: int = 2, keep: bool = False, out: str = "reports",
 ns = Collection("lab")
 for t in (host, image, up, down, status, shell, prove):
     ns.add_task(t)
+
+
+def _prove_day2(name: str, out: Path, keep: bool, slot: int) -> None:
+    from lab.proof.day2 import prove_day2
+
+    with user_errors():
+        report = prove_day2(name=name, out=out, keep=keep, progress=_say, slot=slot)
+    t = Table(title=f"day-2 proof: {'PASSED' if report.ok else 'FAILED'}")
+    for col in ("case", "expected", "result"):
+        t.add_column(col)
+    for case in report.cases:
+        t.add_row(case.case, case.expected, "ok" if case.ok else "FAILED")
+    _print(t)
+    for err in report.errors:
+        _print(f"[red]error:[/red] {err}")
+    _print(f"report: {out / 'day2-report.md'} (and .json)")
+    if not report.ok:
+        raise Exit("The day-2 proof FAILED: see the report.", code=1)

@@ -144,7 +144,8 @@ def deploy(
     confirm_sideloaded(ctx, runs)
     report = DeployReport([r.report for r in runs.values()])
     if record_site:
-        _record(plan, bundle_dir, runs, task="add-node" if cluster else "deploy")
+        joined = plan.control_plane.name not in runs  # a running cluster, not formed here
+        _record(plan, bundle_dir, runs, task="add-node" if joined else "deploy")
     return report
 
 

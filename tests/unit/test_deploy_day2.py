@@ -136,3 +136,28 @@ def test_a_damaged_history_is_named_with_the_fix(tmp_path: Path) -> None:
     with pytest.raises(AirgapError) as err:
         read_history(plan)
     assert "cannot read the site's history" in err.value.brief
+
+
+def test_status_shows_each_nodes_bundle_and_the_manifest_to_carry_out(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    monkeypatch.setenv("COLUMNS", "250")  # rich's width: every column whole
+    from airgap.show.day2 import run_status
+
+    plan = plan_in(tmp_path)
+    (tmp_path / "airgap.yaml").write_text(json.dumps(
+        plan.model_dump(mode="json", exclude_none=True)))
+    a = make_bundle(tmp_path / "a")
+    record(plan, a, ["node-1", "node-2"], version="1.36.0", revision="3195", task="deploy")
+    err = Console(file=None, stderr=True, width=200)
+    run_status(err, tmp_path / "airgap.yaml", transports=None, live=False)
+    out = capsys.readouterr().out
+    digest = manifest_digest(a)
+    rows = {line.split()[1]: line for line in out.splitlines() if "node-" in line}
+    assert digest[:16] in rows["node-1"] and digest[:16] in rows["node-2"]
+    assert digest[:16] not in rows["node-3"]  # never deployed: no record
+    assert "1.36.0 (3195)" in out and "deploy" in out
+    assert f"Last bundle the site received: sha256 {digest}" in out.replace("\n", "")
+    assert str(tmp_path / "airgap.site" / "manifests") in out.replace("\n", "")
