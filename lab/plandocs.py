@@ -5,6 +5,7 @@ and one plan per access mode for the proof. Every task accepts them: their nodes
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +84,21 @@ def mode_plan(spec: LabSpec, st: LabState, work: Path, mode: Mode, workload: Pat
     return parse_plan(doc, source=str(path), base_dir=work)
 
 
-def offline_plan(spec: LabSpec, st: LabState, work: Path, workload: Path, prefix: str) -> Plan:
-    """Mirror mode with the mirror's repositories under ``prefix``/ (the offline-mirror
-    mode's own, filled only by `mirror --from-bundle`), written to work/ for the tasks."""
+def offline_plan(spec: LabSpec, st: LabState, work: Path, workload: Path, prefix: str,
+                 roles: Sequence[str] = ()) -> Plan:
+    """Mirror mode with the mirror's repositories under ``prefix``/ (a path only
+    `mirror --from-bundle` fills: the offline-mirror mode's, day 2's), written to work/
+    for the tasks. ``roles``: each node's role in order (default: node-1 the control
+    plane, the others workers)."""
     doc = plan_document(spec, Path(st.plan_file).parent)
     doc["access"] = [Mode.mirror.value]
     doc["images"] = {"files": [str(workload)]}
     doc["mirror"]["ca_file"] = st.ca_file
     doc["mirror"]["path_prefix"] = prefix
     doc.pop("proxy")
+    for node, role in zip(doc["nodes"], roles, strict=False):
+        node["role"] = role
     path = work / f"airgap-offline-{prefix}.yaml"
-    write_atomic(path, f"# k8s-airgap lab proof: offline-mirror mode ({prefix}/)\n"
+    write_atomic(path, f"# k8s-airgap lab proof: mirror filled from bundles ({prefix}/)\n"
                  + yaml.safe_dump(doc, sort_keys=False))
     return parse_plan(doc, source=str(path), base_dir=work)

@@ -42,23 +42,24 @@ from airgap.bundle.signing import sign_manifest
 from airgap.bundle.unpack import unpack
 from airgap.bundle.verify import SignerPolicy
 from airgap.deploy.site import manifest_copy, manifest_digest, read_history
-from airgap.deploy.snapstep import parse_snap_list
 from airgap.deploy.upgrade import UpgradeReport, node_health, upgrade
 from airgap.errors import AirgapError
 from airgap.fileio import write_atomic
 from airgap.nodes import Node
 from airgap.nodes import build as nodeset
-from airgap.plan import Mode, Plan, parse_plan
+from airgap.plan import Mode, Plan
 from airgap.plan.images import DOCKER_HUB, parse_image_ref
 from airgap.plan.lock import read_lock
 from airgap.progress import Say, quiet
 from lab import host, lifecycle, network, state
 from lab.lxd import TRANSPORTS, LXDNode, expose_unix_socket
-from lab.plandocs import plan_document
+from lab.plandocs import offline_plan
 from lab.proof.connected import connected_side
 from lab.proof.evidence import expected_digests
 from lab.proof.offline import make_keys
+from lab.proof.snapd_evidence import k8s_versions
 from lab.proof.standin_proof import _cri_ready, pull_every_image
+from lab.proof.steps import Steps, lab_down_step
 from lab.report import PullRecord, environment
 from lab.snapset import signed_snapd_set
 from lab.standin import Authority
@@ -109,51 +110,6 @@ class Day2Report:
                 and all(v.startswith(f"{SETS['B'][0]} ") for v in self.snap_list.values()))
 
 
-class _Steps:
-    def __init__(self, report: Day2Report, say: Say) -> None:
-        self.report, self.say = report, say
-
-    def step(self, name: str) -> _Step:
-        return _Step(self, name)
-
-
-class _Step:
-    def __init__(self, steps: _Steps, name: str) -> None:
-        self.steps, self.row = steps, {"step": name, "seconds": 0.0, "detail": ""}
-
-    def __enter__(self) -> dict[str, Any]:
-        self.steps.say(str(self.row["step"]))
-        self.t = time.monotonic()
-        return self.row
-
-    def __exit__(self, *_: object) -> None:
-        self.row["seconds"] = round(time.monotonic() - self.t, 2)
-        self.steps.report.steps.append(self.row)
-
-
-def day2_plan(spec: LabSpec, st: state.LabState, work: Path, workload: Path) -> Plan:
-    """Mirror mode under day2/, two control planes and two workers."""
-    doc = plan_document(spec, Path(st.plan_file).parent)
-    doc["access"] = [Mode.mirror.value]
-    doc["images"] = {"files": [str(workload)]}
-    doc["mirror"]["ca_file"] = st.ca_file
-    doc["mirror"]["path_prefix"] = PREFIX
-    doc.pop("proxy")
-    for node, role in zip(doc["nodes"], ROLES, strict=True):
-        node["role"] = role
-    path = work / "airgap.yaml"
-    write_atomic(path, "# k8s-airgap lab proof: day 2\n" + json.dumps(doc, indent=2) + "\n")
-    return parse_plan(doc, source=str(path), base_dir=work)
-
-
-def k8s_of(nodes: Mapping[str, Node]) -> dict[str, str]:
-    out = {}
-    for name, node in nodes.items():
-        row = parse_snap_list(node.run(["snap", "list", "k8s"], check=False).stdout).get("k8s")
-        out[name] = f"{row.version} ({row.rev})" if row else "none"
-    return out
-
-
 def prove_day2(name: str = "day2", out: Path = Path("reports"), keep: bool = False,
                progress: Say | None = None, *, root: Path | None = None,
                slot: int = 0) -> Day2Report:
@@ -171,7 +127,7 @@ def prove_day2(name: str = "day2", out: Path = Path("reports"), keep: bool = Fal
                    runtime=Runtime.snapd, images=(*DEFAULT_LAB_IMAGES, NEW_IMAGE))
     report = Day2Report(f"{name} (project {spec.project}, slot {spec.slot}, {spec.block})",
                         datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    steps = _Steps(report, say)
+    steps = Steps(report, say)
     work = Path(tempfile.mkdtemp(prefix=f"k8s-airgap-{name}-"))
     try:
         _run(spec, report, steps, work, root, say)
@@ -181,18 +137,14 @@ def prove_day2(name: str = "day2", out: Path = Path("reports"), keep: bool = Fal
         report.errors.append(f"{type(exc).__name__}: {exc}")
     finally:
         if not keep:
-            with steps.step("lab down") as row:
-                try:
-                    row["detail"] = f"{len(lifecycle.down(spec, root=root).removed)} removed"
-                except AirgapError as exc:
-                    report.errors.append(f"lab down: {exc.brief}")
+            lab_down_step(steps, report.errors, spec, root)
             shutil.rmtree(work, ignore_errors=True)
         report.seconds = round(time.monotonic() - t0, 1)
         write_day2_report(report, out)
     return report
 
 
-def _run(spec: LabSpec, report: Day2Report, steps: _Steps, work: Path, root: Path | None,
+def _run(spec: LabSpec, report: Day2Report, steps: Steps, work: Path, root: Path | None,
          say: Say) -> None:
     with steps.step("lab up (4 snapd nodes)") as row:
         st = lifecycle.up(spec, root=root, progress=lambda m: say(f"  {m}")).state
@@ -202,7 +154,7 @@ def _run(spec: LabSpec, report: Day2Report, steps: _Steps, work: Path, root: Pat
     workload = work / "workload-images.txt"
     write_atomic(workload, "".join(f"{i}\n" for i in spec.images
                                    if parse_image_ref(i).registry == DOCKER_HUB))
-    plan = day2_plan(spec, st, work, workload)
+    plan = offline_plan(spec, st, work, workload, PREFIX, roles=ROLES)
     names = [m.name for m in spec.node_members]
     lxd = {n: LXDNode(n, project=spec.project) for n in names}
     nodes = nodeset.build_nodes(plan, transports=TRANSPORTS)
@@ -252,7 +204,7 @@ def _run(spec: LabSpec, report: Day2Report, steps: _Steps, work: Path, root: Pat
                verify)
     _rollout(report, steps, plan, nodes, lxd, socks, merged, verify)
     with steps.step("after the upgrade: snap list, and every image of B through the CRI"):
-        report.snap_list = k8s_of({n: nodes[n] for n in FIRST})
+        report.snap_list = k8s_versions({n: nodes[n] for n in FIRST})
         lock = read_lock(Bundle(merged).lock)
         expected = expected_digests(lock, Mode.mirror, "linux/amd64")
         for n in FIRST:
@@ -262,7 +214,7 @@ def _run(spec: LabSpec, report: Day2Report, steps: _Steps, work: Path, root: Pat
     report.history = [asdict(r) for r in read_history(plan).events]
 
 
-def _carry_delta(report: Day2Report, steps: _Steps, connected: Any, plan: Plan,
+def _carry_delta(report: Day2Report, steps: Steps, connected: Any, plan: Plan,
                  sets: Mapping[str, Path], trust: Any, keys: Any, signers: SignerPolicy,
                  bundle_a: Path, work: Path, verify: Callable[[Path], object]) -> Path:
     """B as a delta against the manifest the site's history kept, carried as parts,
@@ -310,7 +262,7 @@ def read_manifest_files(bundle: Path) -> dict[str, Any]:
     return dict(read_manifest(bundle).files)
 
 
-def _negatives(report: Day2Report, steps: _Steps, connected: Any, plan: Plan,
+def _negatives(report: Day2Report, steps: Steps, connected: Any, plan: Plan,
                sets: Mapping[str, Path], trust: Any, nodes: Mapping[str, Node],
                bundle_a: Path, merged: Path, work: Path,
                verify: Callable[[Path], object]) -> None:
@@ -331,13 +283,13 @@ def _negatives(report: Day2Report, steps: _Steps, connected: Any, plan: Plan,
         skip = work / "bundle-skip"
         connected.prepare(plan, skip, from_dir=sets["skip"], trust=trust)
         first = {n: nodes[n] for n in FIRST}
-        before = k8s_of(first)
+        before = k8s_versions(first)
         try:
             upgrade(plan, first, skip, verify=lambda b: verify_bundle(
                 b, trusted_root=trust_root(work)), dangerous=True)
             case = Case("minor skip", "refused before any change", False, "accepted")
         except AirgapError as exc:
-            same = k8s_of(first) == before
+            same = k8s_versions(first) == before
             case = Case("minor skip", "refused before any change",
                         "skips a minor version" in exc.brief and same,
                         f"{exc.brief}; k8s still {before}")
@@ -345,7 +297,7 @@ def _negatives(report: Day2Report, steps: _Steps, connected: Any, plan: Plan,
         row["detail"] = case.detail
 
 
-def _rollout(report: Day2Report, steps: _Steps, plan: Plan, nodes: Mapping[str, Node],
+def _rollout(report: Day2Report, steps: Steps, plan: Plan, nodes: Mapping[str, Node],
              lxd: Mapping[str, LXDNode], socks: Mapping[str, Path], merged: Path,
              verify: Callable[[Path], object]) -> None:
     first = {n: nodes[n] for n in FIRST}
@@ -406,7 +358,7 @@ def _rows(rep: UpgradeReport, run: str) -> list[dict[str, Any]]:
             for r in sorted(rep.nodes, key=lambda r: (r.order or 99, r.node))]
 
 
-def _add_node(report: Day2Report, steps: _Steps, plan: Plan, nodes: Mapping[str, Node],
+def _add_node(report: Day2Report, steps: Steps, plan: Plan, nodes: Mapping[str, Node],
               socks: Mapping[str, Path], bundle_a: Path, merged: Path,
               verify: Callable[[Path], object]) -> None:
     with steps.step("add node-4 from bundle A (the cluster runs B): refused") as row:
@@ -418,14 +370,14 @@ def _add_node(report: Day2Report, steps: _Steps, plan: Plan, nodes: Mapping[str,
         except AirgapError as exc:
             case = Case("add a node from another bundle", "refused, naming both",
                         "1.36.1" in exc.brief and "would join with another version"
-                        in exc.brief and k8s_of({"node-4": nodes["node-4"]})["node-4"] ==
+                        in exc.brief and k8s_versions({"node-4": nodes["node-4"]})["node-4"] ==
                         "none", exc.brief)
         report.cases.append(case)
         row["detail"] = case.detail
     with steps.step("add node-4 from B: joins the running cluster") as row:
         dep = deploy_mod.deploy(plan, nodes, merged, verify=verify, dangerous=True,
                                 only=["node-4"], record_site=True)
-        now = k8s_of({"node-4": nodes["node-4"]})["node-4"]
+        now = k8s_versions({"node-4": nodes["node-4"]})["node-4"]
         ready = next((s.detail for s in dep.nodes[0].steps if s.step == "ready"), "?")
         members = deploy_mod.cluster_nodes(nodes["node-1"])
         listed = deploy_mod.cluster_member(plan.node("node-4"), members)

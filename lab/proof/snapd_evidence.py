@@ -66,7 +66,8 @@ def snapd_record(name: str, node: Node) -> SnapdRecord:
         for r in sorted(rows.values(), key=lambda r: r.name)])
 
 
-def _k8s(nodes: Mapping[str, Node]) -> dict[str, str]:
+def k8s_versions(nodes: Mapping[str, Node]) -> dict[str, str]:
+    """Each node's k8s as `snap list` shows it: "VERSION (REV)", or "none"."""
     out = {}
     for name, node in nodes.items():
         row = parse_snap_list(node.run(["snap", "list", "k8s"], check=False).stdout).get("k8s")
@@ -92,7 +93,7 @@ def case_again(deploy: Deploy, bundle: Path) -> DeployCase:
 
 def case_older(deploy: Deploy, bundle: Path, nodes: Mapping[str, Node],
                version: str) -> DeployCase:
-    before = _k8s(nodes)
+    before = k8s_versions(nodes)
     try:
         rep = deploy(bundle)
     except AirgapError as exc:
@@ -100,7 +101,7 @@ def case_older(deploy: Deploy, bundle: Path, nodes: Mapping[str, Node],
     refused = all(n.status_of("snaps") is deploy_mod.StepStatus.failed
                   and "refusing to downgrade" in str(n.errors[0] if n.errors else "")
                   for n in rep.nodes)
-    after = _k8s(nodes)
+    after = k8s_versions(nodes)
     ok = refused and after == before
     said = "; ".join(n.errors[0].brief for n in rep.nodes if n.errors)
     return DeployCase(f"older k8s {version}", "refused, nothing installed", ok,
@@ -111,12 +112,12 @@ def case_newer(deploy: Deploy, bundle: Path, nodes: Mapping[str, Node],
                version: str) -> DeployCase:
     """deploy with a newer k8s over the running cluster: refused on every node (deploy
     does not change a running cluster's revision), nothing installed."""
-    before = _k8s(nodes)
+    before = k8s_versions(nodes)
     rep = deploy(bundle)
     refused = all(n.status_of("snaps") is deploy_mod.StepStatus.failed
                   and "deploy does not change a running cluster's revision"
                   in str(n.errors[0] if n.errors else "") for n in rep.nodes)
-    after = _k8s(nodes)
+    after = k8s_versions(nodes)
     said = "; ".join(n.errors[0].brief for n in rep.nodes if n.errors)
     return DeployCase(f"newer k8s {version} with deploy", "refused, points to upgrade",
                       refused and after == before,
@@ -127,7 +128,7 @@ def case_upgrade(upgrade: Upgrade, bundle: Path, nodes: Mapping[str, Node], vers
                  plan: Plan) -> DeployCase:
     """invoke upgrade with that bundle: one node at a time, each healthy before the next."""
     rep = upgrade(bundle)
-    after = _k8s(nodes)
+    after = k8s_versions(nodes)
     refreshed = all(v.startswith(f"{version} ") for v in after.values())
     members = [n for n in plan.nodes if deploy_mod.in_cluster(nodes[n.name], n.name)]
     order = ", ".join(f"{n.order}. {n.node} {n.from_version} ({n.from_revision}) -> "

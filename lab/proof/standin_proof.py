@@ -64,7 +64,7 @@ from lab.proof.snapd_evidence import (
     deploy_cases,
     snapd_record,
 )
-from lab.proof.steps import MODES, Steps
+from lab.proof.steps import MODES, Steps, lab_down_step
 from lab.report import ClusterNodeRecord, PullRecord, Report, to_json, to_markdown
 from lab.snapset import signed_snapd_set
 from lab.standin import Authority
@@ -237,12 +237,7 @@ def prove(
             report.notes.append(f"Lab kept (--keep): `invoke lab.down --name {name}`; "
                                 f"work files in {work}")
         else:
-            with steps.step("lab down") as row:
-                try:
-                    res = lifecycle.down(spec, root=root)
-                    row["detail"] = f"{len(res.removed)} objects removed"
-                except AirgapError as exc:
-                    report.errors.append(f"lab down: {exc.brief}")
+            lab_down_step(steps, report.errors, spec, root)
             shutil.rmtree(work, ignore_errors=True)
         report.seconds = round(time.monotonic() - t0, 1)
         write_report(report, out)
