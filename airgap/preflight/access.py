@@ -8,7 +8,7 @@ import shlex
 from collections.abc import Sequence
 
 from airgap.nodes import Node, has_command, read_text
-from airgap.plan import PROXY_DROPIN, Plan
+from airgap.plan import CONTAINERD_UNIT, PROXY_DROPIN, Plan
 from airgap.plan.images import ImageRef, registries, upstream_server
 from airgap.preflight.report import Check, CheckStatus, last_line
 from airgap.render.proxy import render_proxy_dropin
@@ -124,8 +124,10 @@ def check_no_proxy(node: Node, plan: Plan) -> list[Check]:
         out.append(Check("NO_PROXY", CheckStatus.ok,
                          "covers pod and service CIDRs, node addresses"
                          + (", the mirror" if plan.mirror else "") + ", localhost"))
+    effective = check_effective_no_proxy(node, plan)
+    out += effective
     existing = read_text(node, PROXY_DROPIN)
-    if existing is not None:
+    if existing is not None and not effective:  # the unit is not loaded yet
         value = dropin_no_proxy(existing)
         old_gaps = no_proxy_gaps(value or "", plan)
         if old_gaps:
@@ -158,3 +160,54 @@ def check_mirror(node: Node, plan: Plan, ca_pem: bytes | None) -> list[Check]:
     return [Check("mirror", CheckStatus.fail,
                   f"{mirror.url} not reachable (curl exit {rc}, http {http}): {err}",
                   f"check that the mirror is up and reachable from {node.name}")]
+
+
+SHOW_ARGV = ["systemctl", "show", "-p", "LoadState", "-p", "Environment", "-p", "DropInPaths"]
+
+
+def parse_show(stdout: str) -> dict[str, str]:
+    """`systemctl show -p A -p B UNIT` output (KEY=VALUE lines) as a dict."""
+    out = {}
+    for line in stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key] = value.strip()
+    return out
+
+
+def environment_no_proxy(environment: str) -> str | None:
+    """The NO_PROXY a Go program (containerd) uses from a unit's effective Environment=
+    (``systemctl show``: space-separated, quoted where a value has spaces): NO_PROXY if
+    set and not empty, else no_proxy; None when neither is set."""
+    values: dict[str, str] = {}
+    for word in shlex.split(environment):
+        key, _, value = word.partition("=")
+        values[key] = value
+    upper, lower = values.get("NO_PROXY"), values.get("no_proxy")
+    return upper if upper else lower
+
+
+def check_effective_no_proxy(node: Node, plan: Plan) -> list[Check]:
+    """NO_PROXY as the runtime's unit really has it, whichever drop-ins set it: another
+    drop-in sorting after ours, or an edited one, overrides what deploy wrote. [] when
+    the unit is not loaded yet (before install; the drop-in file is checked instead)."""
+    unit = f"{CONTAINERD_UNIT}.service"
+    res = node.run([*SHOW_ARGV, unit], check=False, timeout=30)
+    props = parse_show(res.stdout)
+    if props.get("LoadState") != "loaded":
+        return []
+    value = environment_no_proxy(props.get("Environment", ""))
+    others = [d for d in props.get("DropInPaths", "").split() if d != PROXY_DROPIN]
+    by = (f"; its drop-ins: {', '.join(others)} (and {PROXY_DROPIN})" if others else "")
+    fix = (f"remove or fix {others[0]}: systemd applies drop-ins in name order, a later "
+           f"one overrides {PROXY_DROPIN}" if others else
+           f"run `invoke deploy` (it rewrites {PROXY_DROPIN}), or `systemctl daemon-reload` "
+           f"and `systemctl restart {unit}` if the file is right")
+    name = "NO_PROXY (runtime)"
+    if value is None:
+        return [Check(name, CheckStatus.fail, f"{unit} runs with no NO_PROXY at all{by}", fix)]
+    gaps = no_proxy_gaps(value, plan)
+    if gaps:
+        return [Check(name, CheckStatus.fail,
+                      f"{unit}'s effective NO_PROXY lacks {', '.join(gaps)}{by}", fix)]
+    return [Check(name, CheckStatus.ok, f"{unit}'s effective NO_PROXY covers the cluster")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from airgap.bundle import Bundle
@@ -14,7 +14,7 @@ from airgap.nodes import Node, has_command
 from airgap.plan import Mode, Plan, mirror_ca_pem, workload_images
 from airgap.plan import Node as PlanNode
 from airgap.plan.defaults import default_images
-from airgap.plan.images import ImageRef, merge_images
+from airgap.plan.images import ImageRef, merge_images, registries
 from airgap.plan.lock import read_lock
 from airgap.preflight.access import check_mirror, check_no_proxy, check_proxy
 from airgap.preflight.host import (
@@ -27,6 +27,9 @@ from airgap.preflight.host import (
 )
 from airgap.preflight.network import check_ports, check_route
 from airgap.preflight.report import Check, CheckStatus, NodeChecks, PreflightReport
+from airgap.preflight.runtime import check_hosts_files
+from airgap.render import RenderedFile
+from airgap.render.hosts import render_hosts_files
 
 
 @dataclass
@@ -37,6 +40,7 @@ class _Inputs:
     clock: Callable[[], float]
     clock_tolerance: float
     ca_pem: bytes | None
+    hosts_files: list[RenderedFile] = field(default_factory=list)  # what deploy writes
 
 
 def _checks_for(node: Node, spec: PlanNode, inp: _Inputs) -> NodeChecks:
@@ -50,6 +54,8 @@ def _checks_for(node: Node, spec: PlanNode, inp: _Inputs) -> NodeChecks:
         steps += [lambda: check_proxy(node, plan, inp.images), lambda: check_no_proxy(node, plan)]
     if plan.has(Mode.mirror):
         steps.append(lambda: check_mirror(node, plan, inp.ca_pem))
+    steps.append(lambda: check_hosts_files(node, plan, inp.hosts_files,
+                                           set(registries(inp.images))))
     steps.append(lambda: check_disk(node, inp.required_bytes))
     try:
         has_snap = has_command(node, "snap")
@@ -93,6 +99,7 @@ def preflight(
         clock_tolerance=clock_tolerance,
         ca_pem=mirror_ca_pem(plan) if plan.has(Mode.mirror) else None,
     )
+    inp.hosts_files = render_hosts_files(plan, registries(inp.images), inp.ca_pem)
     specs = [n for n in plan.nodes if n.name in nodes]
     results = fan_out(lambda s: _checks_for(nodes[s.name], s, inp), specs, limit=parallel,
                       name="preflight")

@@ -29,6 +29,8 @@ from airgap.deploy.snapstep import SHA3_SCRIPT, SNAPS_DIR
 from airgap.errors import AirgapError, CommandError
 from airgap.nodes import RunResult, check_result
 from airgap.plan import CONTAINERD_UNIT, PROXY_DROPIN, SIDELOAD_DIR
+from airgap.preflight.runtime import LIST_SCRIPT as HOSTS_LIST_SCRIPT
+from airgap.preflight.runtime import MARK as HOSTS_MARK
 from airgap.sideload import SNAP_CTR
 
 Responder = Callable[[list[str], bytes | None], RunResult]
@@ -324,6 +326,15 @@ class FakeNode:
                 return ok
             case ["ctr" | "/snap/k8s/current/bin/ctr", "--version"]:
                 return ok if "ctr" not in self.missing_commands else fail("", 127)
+            case ["sh", "-c", script, _, hosts_dir] if script == HOSTS_LIST_SCRIPT:
+                # As the script does: every file two levels down, hosts.toml with content.
+                found = sorted(p for p in self.files if p.startswith(f"{hosts_dir}/")
+                               and p.count("/") - hosts_dir.count("/") <= 2)
+                text = "".join(
+                    f"{HOSTS_MARK}{p}\n" + (self.files[p].decode() + "\n"
+                                            if p.endswith("/hosts.toml") else "")
+                    for p in found)
+                return RunResult(a, 0, text, "")
             case ["ctr" | "/snap/k8s/current/bin/ctr", "version"]:
                 return ok if self.containerd_active else fail("ctr: connection refused")
             case [ctr, "-n", "k8s.io", "images", "pull", "--hosts-dir", _, ref] if ctr in (
