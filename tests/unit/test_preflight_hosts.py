@@ -46,12 +46,12 @@ def test_the_listing_is_read_back_from_the_real_script(tmp_path: Path) -> None:
 
 
 def rendered():  # type: ignore[no-untyped-def]
-    plan = make_plan(["mirror"])
-    return plan, render_hosts_files(plan, registries(IMAGES), None)
+    """What deploy writes for a mirror plan and these images."""
+    return render_hosts_files(make_plan(["mirror"]), registries(IMAGES), None)
 
 
 def test_the_upstream_procedures_file_fails_for_a_registry_the_images_use() -> None:
-    plan, files = rendered()
+    files = rendered()
     checks = hosts_checks({GHCR: SEED_NESTED}, files, CLASSIC_HOSTS_DIR, {"ghcr.io"})
     [c] = checks
     assert c.status is CheckStatus.fail and c.name == "hosts.toml ghcr.io"
@@ -60,7 +60,7 @@ def test_the_upstream_procedures_file_fails_for_a_registry_the_images_use() -> N
 
 
 def test_a_broken_file_for_a_registry_no_image_uses_is_a_warning() -> None:
-    plan, files = rendered()
+    files = rendered()
     other = f"{CLASSIC_HOSTS_DIR}/quay.io/hosts.toml"
     [c] = hosts_checks({other: SEED_NESTED}, files, CLASSIC_HOSTS_DIR, {"ghcr.io"})
     assert c.status is CheckStatus.warn and "no image of the plan comes from there" in c.detail
@@ -68,7 +68,7 @@ def test_a_broken_file_for_a_registry_no_image_uses_is_a_warning() -> None:
 
 
 def test_as_rendered_is_ok_and_a_valid_other_file_is_a_warning() -> None:
-    plan, files = rendered()
+    files = rendered()
     mine = next(f for f in files if f.path == GHCR)
     [ok] = hosts_checks({GHCR: mine.content.decode()}, files, CLASSIC_HOSTS_DIR, {"ghcr.io"})
     assert ok.status is CheckStatus.ok and ok.detail.endswith("as rendered")
