@@ -141,7 +141,7 @@ def down(spec: LabSpec, *, root: Path | None = None, progress: Say | None = None
         removed += network.remove_inside_host(spec)  # the offline-mirror mode's, if left
         removed += network.remove_networks(c, spec)
     removed += network.unguard(spec)
-    state.forget(spec.name, root)
+    removed += state.forget(spec.name, root)
     say(", ".join(removed) or "nothing to remove")
     return DownResult(removed, time.monotonic() - t0)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,15 @@ class LabState:
             return None
 
 
-def forget(name: str, root: Path | None = None) -> None:
-    """Remove lab.json (down: the lab is gone)."""
-    (state_dir(name, root) / STATE_FILE).unlink(missing_ok=True)
+def forget(name: str, root: Path | None = None) -> list[str]:
+    """Remove the lab's directory (down: the lab is gone): lab.json, the plan written
+    for it, and its CAs with their private keys, which must not outlive the lab. What
+    was removed (for down's list)."""
+    directory = state_dir(name, root)
+    if not directory.exists():
+        return []
+    shutil.rmtree(directory)
+    return [f"state {directory} (lab.json, plan, the lab CAs and their keys)"]
 
 
 def spec_from_state(name: str, root: Path | None = None, slot: int | None = None) -> LabSpec:

@@ -155,8 +155,11 @@ def test_lab_two_nodes_isolated_and_down_leaves_nothing(lxd: None, tmp_path: Pat
             assert node.run(["snap", "list", "k8s"], check=False).returncode != 0
             assert not node.run(["test", "-e", "/etc/k8s-airgap/stand-in"], check=False).ok
     finally:
-        lifecycle.down(spec, root=tmp_path)
+        down = lifecycle.down(spec, root=tmp_path)
     after = snapshot()
+    # The lab's directory, with its CAs' private keys, goes with the lab.
+    assert not (tmp_path / LAB).exists(), sorted((tmp_path / LAB).rglob("*"))
+    assert any(r.startswith(f"state {tmp_path / LAB}") for r in down.removed), down.removed
 
     for key in before:
         new = {x for x in after[key] - before[key] if _ours(x, spec)}
