@@ -186,7 +186,17 @@ def test_the_stand_in_cli_keeps_cluster_state(pair: Pair) -> None:
     assert wrong.returncode != 0 and "already part of a cluster" in wrong.stderr
     # The k8sd app serves joins: a wrong secret is refused, the right one accepted once.
     wait_for(node, ["curl", "-sS", "--noproxy", "*", "http://127.0.0.1:6400/cgi-bin/nodes"])
-    url = "http://127.0.0.1:6400/cgi-bin/join?name=node-2&address=10.0.0.2&version=1&secret="
+    from airgap.deploy.snapstep import snap_row
+
+    row = snap_row(node, "k8s")
+    assert row is not None
+    # As k8sd does: a joiner of another version is refused, whatever its token.
+    other = ("http://127.0.0.1:6400/cgi-bin/join?name=node-2&address=10.0.0.2&version=9.9.9"
+             "&secret=" + "0" * 32)
+    assert (f"refused: node-2 runs version 9.9.9, the cluster runs {row.version}"
+            in node.run(["curl", "-sS", other]).stdout)
+    url = ("http://127.0.0.1:6400/cgi-bin/join?name=node-2&address=10.0.0.2"
+           f"&version={row.version}&secret=")
     assert "refused: wrong join token" in node.run(["curl", "-sS", url + "0" * 32]).stdout
     import base64
 
