@@ -67,6 +67,10 @@ def test_preflight_reports_missing_route_blocked_port_and_proxy_verdicts(
     )
     n2.run(["ip", "route", "add", "default", "dev", "eth0"])
     n2.run(["iptables", "-A", "INPUT", "-p", "tcp", "--dport", "6443", "-j", "DROP"])
+    # A firewall that rejects with a reset: before, "refused" counted as reachable.
+    n2.run(["iptables", "-A", "INPUT", "-p", "tcp", "--dport", "10250", "-j", "REJECT",
+            "--reject-with", "tcp-reset"])
+    n2.run(["iptables", "-A", "INPUT", "-p", "udp", "--dport", "8472", "-j", "DROP"])
 
     plan = parse_plan({
         "access": ["proxy", "mirror"],
@@ -101,12 +105,17 @@ def test_preflight_reports_missing_route_blocked_port_and_proxy_verdicts(
 
     blocked = one.get("ports -> node-2")
     assert blocked.status is CheckStatus.fail
-    assert blocked.detail == "blocked: 6443 (timeout)"
+    assert blocked.detail == ("blocked: 6443 (timeout: dropped), 10250 (refused: a REJECT "
+                              "rule or a TCP reset)"), blocked.detail
     assert f"from {n1.address} to {n2.address}" in blocked.fix
-    # Nothing listens yet: refused from node-2 to every control-plane port is "reachable".
+    assert "a REJECT rule or a reset answered" in blocked.fix
+    vxlan = one.get("8472/udp -> node-2")
+    assert vxlan.status is CheckStatus.fail and "no echo: dropped" in vxlan.detail, vxlan
+    # A listener on node-1 answers every control-plane port: the path is proven.
     assert two.get("ports -> node-1").status is CheckStatus.ok
     assert two.get("ports -> node-1").detail == (
-        f"{len(PORTS_ALL + PORTS_CONTROL_PLANE)} TCP ports reachable")
+        f"{len(PORTS_ALL + PORTS_CONTROL_PLANE)} TCP ports open (a listener on node-1)")
+    assert two.get("8472/udp -> node-1").status is CheckStatus.ok
 
     for checks in (one, two):
         allowed = checks.get(f"proxy -> {UPSTREAM_NAME}:{upstream_reg.port}")
