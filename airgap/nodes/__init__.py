@@ -13,6 +13,7 @@ from airgap.nodes.base import (
     RunResult,
     check_result,
     has_command,
+    node_tmp,
     read_text,
     shell_quote,
 )
@@ -23,6 +24,6 @@ from airgap.nodes.ssh import SSH_CONNECT_TIMEOUT, SSHNode, redact_env
 __all__ = [
     "HAS_COMMAND_SCRIPT", "SSH_CONNECT_TIMEOUT",
     "LocalNode", "Node", "RunResult", "SSHNode", "build_node", "build_nodes",
-    "check_result", "close_nodes", "has_command", "read_text", "redact_env",
+    "check_result", "close_nodes", "has_command", "node_tmp", "read_text", "redact_env",
     "shell_quote",
 ]

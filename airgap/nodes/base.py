@@ -3,6 +3,7 @@ deploy and preflight (has a command, reads a file)."""
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -81,3 +82,11 @@ def read_text(node: Node, path: str) -> str | None:
     """A text file's content on the node, or None when it does not exist."""
     res = node.run(["cat", path], check=False)
     return res.stdout if res.ok else None
+
+
+def node_tmp(path: str, node: Node) -> str:
+    """``path`` made unique to the node and this run: two plan nodes may share a
+    filesystem (namespaces of one host in the tests, or two names for one machine), and
+    their checks run at once."""
+    stem, _, ext = path.rpartition(".")
+    return f"{stem}-{node.name}-{os.getpid()}.{ext}"

@@ -5,9 +5,11 @@ default route, a proxy that refuses CONNECT, NO_PROXY without the pod CIDR, a fi
 between two nodes. Every check runs ON the node (through Node.run), because what
 matters is what the node can reach, not what the workstation can.
 
-One module per family of checks, each check with its fix: ``network`` (route, ports),
-``access`` (proxy, NO_PROXY, mirror), ``host`` (disk, snapd, clock); ``run`` runs them
-all on every node; ``report`` is what they return; airgap.show.preflight prints it.
+One module per family of checks, each check with its fix: ``network`` (route, ports
+through a listener on every node), ``access`` (proxy, NO_PROXY, mirror), ``host`` (disk
+per filesystem, snapd, clock), ``identity`` (plan address, one machine per name);
+``run`` runs them on every node, then across nodes; ``report`` is what they return;
+airgap.show.preflight prints it.
 """
 
 from airgap.preflight.access import (
@@ -26,9 +28,18 @@ from airgap.preflight.host import (
     MIN_FREE,
     SNAPD_SOCKET,
     check_clock,
+    check_clock_between,
     check_disk,
     check_snapd,
+    disk_needs,
+    parse_df_paths,
     required_space,
+)
+from airgap.preflight.identity import (
+    IDENTITY_SCRIPT,
+    check_identity,
+    check_one_machine_each,
+    parse_ip_addr,
 )
 from airgap.preflight.network import (
     PORTS_ALL,
@@ -37,8 +48,11 @@ from airgap.preflight.network import (
     PROBE_PY,
     PROBE_TIMEOUT,
     REACHABLE,
+    VXLAN_PORT,
+    Listener,
     check_ports,
     check_route,
+    listening,
     ports_for,
     probe_ports,
 )
@@ -46,10 +60,13 @@ from airgap.preflight.report import Check, CheckStatus, NodeChecks, PreflightRep
 from airgap.preflight.run import preflight, preflight_images
 
 __all__ = [
-    "CLOCK_TOLERANCE", "CURL_TIMEOUT", "DF_SCRIPT", "HEADROOM", "MIN_FREE", "MIRROR_CA_TMP",
-    "PORTS_ALL", "PORTS_CONTROL_PLANE", "PROBE_BASH", "PROBE_PY", "PROBE_TIMEOUT",
-    "REACHABLE", "SNAPD_SOCKET", "Check", "CheckStatus", "NodeChecks", "PreflightReport",
-    "check_clock", "check_disk", "check_mirror", "check_no_proxy", "check_ports",
-    "check_proxy", "check_route", "check_snapd", "dropin_no_proxy", "no_proxy_gaps",
-    "ports_for", "preflight", "preflight_images", "probe_ports", "required_space",
+    "CLOCK_TOLERANCE", "CURL_TIMEOUT", "DF_SCRIPT", "HEADROOM", "IDENTITY_SCRIPT",
+    "MIN_FREE", "MIRROR_CA_TMP", "PORTS_ALL", "PORTS_CONTROL_PLANE", "PROBE_BASH",
+    "PROBE_PY", "PROBE_TIMEOUT", "REACHABLE", "SNAPD_SOCKET", "VXLAN_PORT", "Check",
+    "CheckStatus", "Listener", "NodeChecks", "PreflightReport", "check_clock",
+    "check_clock_between", "check_disk", "check_identity", "check_mirror", "check_no_proxy",
+    "check_one_machine_each", "check_ports", "check_proxy", "check_route", "check_snapd",
+    "disk_needs", "dropin_no_proxy", "listening", "no_proxy_gaps", "parse_df_paths",
+    "parse_ip_addr", "ports_for", "preflight", "preflight_images", "probe_ports",
+    "required_space",
 ]
