@@ -2,7 +2,8 @@
 
 A re-run keeps every snap that still verifies and the lock when it still names the
 plan's images; the manifest is removed first and written last, so a bundle with a
-manifest is complete.
+manifest is complete. Side-load archives in images/ are validated (check_archives)
+before the manifest may list them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from airgap import __version__, process, tools
+from airgap import __version__, process, sideload, tools
 from airgap.bundle.delta import BaseManifest, DeltaReport, delta_against, read_base
 from airgap.bundle.layout import Bundle
 from airgap.bundle.manifest import Manifest, SnapEntry, write_manifest
@@ -26,6 +27,7 @@ from airgap.plan.images import ImageRef, merge_images
 from airgap.plan.lock import ImageLock, read_lock, write_lock
 from airgap.progress import Say, quiet
 from airgap.registry import RegistryClient, pinning_client
+from airgap.sideload import ArchiveReport
 from airgap.snaps import (
     FileDigests,
     SnapError,
@@ -176,6 +178,7 @@ def prepare_bundle(
         lock = resolve_images(k8s_images, workload, plan.platforms, progress)
         write_lock(lock_path, lock)
         images_action = "resolved"
+    check_archives(layout, plan, lock)
 
     store = None
     if images:
@@ -232,6 +235,38 @@ def prepare_bundle(
         progress(delta.summary())
     return PrepareReport(bundle, snaps, lock, images_action, path, trust is not None, store,
                          delta)
+
+
+def check_archives(layout: Bundle, plan: Plan, lock: ImageLock) -> list[ArchiveReport]:
+    """The side-load archives in images/, validated as the runtime will read them before
+    the manifest can list them: nothing the runtime would skip, every archive named and
+    for the plan's platform, every image of the lock in one, at its locked digest.
+
+    Raises the validator's own error (its fix, e.g. "Re-export with --name ..."): a
+    manifest that listed a bad archive would only send verify's reader back here.
+    With several platforms in the plan, the archives must be valid for one of them."""
+    if stray := sideload.not_imported(layout.images_dir):
+        raise sideload.not_imported_error(stray, f"found in {layout.images_dir}")
+    archives = layout.archives()
+    if not archives:
+        return []
+    failures: list[AirgapError] = []
+    for plat in plan.platforms:
+        try:
+            return sideload.validate_archives(archives, sideload.expected_from_lock(lock, plat),
+                                              plat)
+        except AirgapError as exc:
+            failures.append(exc)
+    first = failures[0]
+    if len(failures) == 1:
+        raise first
+    raise AirgapError(
+        f"{first.brief} (checked for {plan.platforms[0]}; not valid for "
+        f"{', '.join(plan.platforms[1:])} either)",
+        details="\n".join(f"- {plat}: {exc.brief}"
+                          for plat, exc in zip(plan.platforms, failures, strict=True)),
+        resolution=first.resolution,
+    )
 
 
 def _skipped_entries(layout: Bundle, base: BaseManifest,

@@ -52,6 +52,7 @@ class VerifyRow:
     kind: str
     ok: bool
     detail: str
+    fix: str = ""  # a failed row's own fix, when it has one (the archive validator's)
 
 
 @dataclass
@@ -70,8 +71,8 @@ class VerifyReport:
     def failures(self) -> list[VerifyRow]:
         return [r for r in self.rows if not r.ok]
 
-    def add(self, path: str, kind: str, ok: bool, detail: str) -> None:
-        self.rows.append(VerifyRow(path, kind, ok, detail))
+    def add(self, path: str, kind: str, ok: bool, detail: str, fix: str = "") -> None:
+        self.rows.append(VerifyRow(path, kind, ok, detail, fix))
 
 
 def load_trust(trusted_root: Path | None, check_signatures: bool) -> TrustStore | None:
@@ -204,9 +205,25 @@ def _refusal(bundle: Path, report: VerifyReport) -> BundleError:
         + (" ..." if len(fails) > 3 else ""),
         report,
         details="\n".join(f"- {r.path}: {r.detail}" for r in fails),
-        resolution="Do not install from this bundle; copy it again, or re-run "
-        "`invoke prepare --bundle DIR` on the connected side.",
+        resolution=_resolution(fails),
     )
+
+
+def _resolution(fails: list[VerifyRow]) -> str:
+    """A damaged copy is copied again; a bad side-load archive gets the validator's own
+    fix (prepare lists whatever is in images/, so re-running it alone cannot help)."""
+    fixes = list(dict.fromkeys(f"{r.path}: {r.fix}" for r in fails if r.fix))
+    others = [r for r in fails if not r.fix]
+    out = []
+    if others:
+        out.append("Do not install from this bundle; copy it again, or re-run "
+                   "`invoke prepare --bundle DIR` on the connected side.")
+    if fixes:
+        out.append("On the connected side, fix the side-load archives: " + " ".join(
+            f if f.endswith(".") else f + "." for f in fixes)
+            + " Then run `invoke prepare --bundle DIR` again (it validates the archives "
+            "and lists them in the manifest) and carry the bundle across again.")
+    return " ".join(out)
 
 
 def _verify_snap_entry(
@@ -333,6 +350,7 @@ def _verify_archives(layout: Bundle, report: VerifyReport) -> bool:
             "archive",
             False,
             f"{err.brief.split(': ', 1)[1]}. Resolution: {err.resolution}",
+            fix=err.resolution or "",
         )
     archives = layout.archives()
     if not archives:
@@ -340,19 +358,23 @@ def _verify_archives(layout: Bundle, report: VerifyReport) -> bool:
     lock = read_lock(layout.lock) if layout.lock.is_file() else None
     platforms = lock.platforms if lock else []
     for archive in archives:
+        if not archive.is_file():
+            continue  # a directory named *.tar: not_imported named it above
         rel = layout.rel(archive)
-        errors = []
+        errors: list[tuple[str, str]] = []  # (platform: problem, the validator's fix)
         for plat in platforms or ["linux/amd64"]:
             expected = sideload.expected_from_lock(lock, plat) if lock else None
             try:
-                rep = sideload.validate_archive(archive, expected, plat)
+                rep = sideload.validate_archive(archive, expected, plat, display=rel)
             except AirgapError as exc:
-                errors.append(f"{plat}: {exc.brief}")
+                errors.append((f"{plat}: {exc.brief}", exc.resolution or ""))
                 continue
             report.add(
                 rel, "archive", True, f"{plat}: {len(rep.images)} image(s) valid for the runtime"
             )
             break
         else:
-            report.add(rel, "archive", False, "; ".join(errors))
+            fix = " ".join(dict.fromkeys(f for _, f in errors if f))
+            report.add(rel, "archive", False,
+                       "; ".join(p for p, _ in errors) + f". Resolution: {fix}", fix=fix)
     return True

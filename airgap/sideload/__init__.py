@@ -6,7 +6,9 @@ platform is useless on the nodes, and files copied after install are only import
 when containerd restarts. So every archive is exported with a fully qualified,
 digest-free ``--name`` for the plan's platform (``export``), validated against the
 runtime's rules before it can be shipped (``validate``), and after delivery each node is
-asked which images it holds (``deliver``). ``select`` decides what to export.
+asked which images it holds (``deliver``), then each image is pinned against kubelet's
+image GC (``pin``: the runtime's import sets no pin label). ``select`` decides what to
+export.
 
 Digests: archives are OCI layouts (containerd keeps an OCI archive's digest; a
 docker-archive import rewrites it). A single-platform export of a multi-platform index
@@ -30,6 +32,17 @@ from airgap.sideload.deliver import (
     restart_runtime,
 )
 from airgap.sideload.export import EXPORT_TIMEOUT, SINGLE_ARCHIVE, export_images
+from airgap.sideload.pin import (
+    PINNED,
+    CRIPin,
+    PinRow,
+    cri_pin_error,
+    cri_pins,
+    gc_warning,
+    parse_ctr_labels,
+    pin_images,
+    runtime_version,
+)
 from airgap.sideload.select import (
     SideloadImage,
     Source,
@@ -52,10 +65,12 @@ from airgap.sideload.validate import (
 
 __all__ = [
     "COMPRESSED_SUFFIXES", "CONFIRM_INTERVAL", "CONFIRM_TIMEOUT", "EXPORT_TIMEOUT",
-    "SINGLE_ARCHIVE", "SNAP_CTR", "ArchiveImage", "ArchiveReport", "DeliveryRow",
-    "NodeDelivery", "RuntimeAccess", "SideloadImage", "Source",
-    "archive_file_name", "archives_in", "confirm_images", "ctr_command", "deliver",
-    "delivery_outcome", "expected_from_lock", "expected_refs", "export_images",
-    "not_imported", "not_imported_error", "parse_ctr_images", "plan_platform",
-    "restart_runtime", "select_images", "validate_archive", "validate_archives",
+    "PINNED", "SINGLE_ARCHIVE", "SNAP_CTR", "ArchiveImage", "ArchiveReport", "CRIPin",
+    "DeliveryRow", "NodeDelivery", "PinRow", "RuntimeAccess", "SideloadImage", "Source",
+    "archive_file_name", "archives_in", "confirm_images", "cri_pin_error", "cri_pins",
+    "ctr_command", "deliver", "delivery_outcome", "expected_from_lock", "expected_refs",
+    "export_images", "gc_warning", "not_imported", "not_imported_error",
+    "parse_ctr_images", "parse_ctr_labels", "pin_images", "plan_platform",
+    "restart_runtime", "runtime_version", "select_images", "validate_archive",
+    "validate_archives",
 ]

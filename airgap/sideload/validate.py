@@ -224,35 +224,47 @@ COMPRESSED_SUFFIXES = (".gz", ".tgz", ".zst", ".xz", ".bz2", ".lz4")
 
 
 def not_imported(directory: Path) -> list[Path]:
-    """Files beside the archives that the runtime would silently skip.
+    """Everything in the archive directory that the runtime would silently skip.
 
-    The k8s snap's containerd imports only uncompressed ``*.tar`` (FACTS): a
-    ``.tar.gz`` is ignored without a word, and its images are then missing offline.
+    The k8s snap's containerd imports only uncompressed ``*.tar`` files directly in its
+    images directory (FACTS): a ``.tar.gz`` or ``.tgz``, any other name, and anything
+    in a subdirectory are ignored without a word, and their images are then missing
+    offline.
     """
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix != ".tar")
+    return sorted(p for p in directory.iterdir() if not (p.is_file() and p.suffix == ".tar"))
+
+
+def _skip_reason(path: Path) -> tuple[str, str]:
+    """(why the runtime skips it, how to fix it) for one file of not_imported."""
+    resend = "re-export with `invoke sideload --bundle DIR` (uncompressed *.tar)"
+    if path.is_dir():
+        return ("is a directory, and the runtime imports only *.tar files directly in the "
+                "images directory",
+                f"Move its archives up into {path.parent}, {resend}, or remove it")
+    if path.name.endswith(COMPRESSED_SUFFIXES):
+        if path.name.endswith((".gz", ".tgz")):
+            stem = path.name.rsplit(".", 1)[0] + (".tar" if path.suffix == ".tgz" else "")
+            how = f"`gunzip {path}` (it writes {stem})"
+        else:
+            how = "its tool (zstd -d, xz -d, bzip2 -d, lz4 -d)"
+        return ("is compressed, and the runtime imports only uncompressed *.tar",
+                f"Decompress it with {how} so that it ends in .tar, {resend}, or remove it")
+    return ("is not named *.tar, and the runtime imports only *.tar",
+            f"Rename it to *.tar if it is an uncompressed archive, {resend}, or remove it")
 
 
 def not_imported_error(files: Sequence[Path], where: str) -> AirgapError:
     first = files[0]
-    compressed = first.name.endswith(COMPRESSED_SUFFIXES)
-    why = (
-        "is compressed, and the runtime imports only uncompressed *.tar"
-        if compressed
-        else "is not named *.tar, and the runtime imports only *.tar"
-    )
+    why, fix = _skip_reason(first)
     others = f" (and {len(files) - 1} more: {', '.join(f.name for f in files[1:4])})" if (
         len(files) > 1
     ) else ""
-    fix = (
-        f"Decompress it (e.g. `gunzip {first}` for .gz) so that it ends in .tar, or remove it"
-        if compressed
-        else "Rename it to *.tar if it is an uncompressed archive, or remove it"
-    )
     return AirgapError(
         f"{first}: {why}; its images would be missing on the nodes{others}",
-        resolution=f"{fix}; `invoke sideload` writes archives the runtime imports. ({where})",
+        details="\n".join(f"- {f}: {_skip_reason(f)[0]}" for f in files[1:]) or None,
+        resolution=f"{fix}. ({where})",
     )
 
 

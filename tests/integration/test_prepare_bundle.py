@@ -323,6 +323,10 @@ def test_sideload_archives_are_validated_and_listed(setup: Setup) -> None:
     assert "valid for the runtime" in res.stdout
     # a damaged archive fails the side-load validator even with a matching manifest entry
     tars[0].write_bytes(b"not a tar")
-    res = setup.prepare(bundle)
-    assert res.returncode == 0
     _fails(setup.verify(bundle), f"images/{tars[0].name}", "archive")
+    # ... and prepare refuses to list it: the validator's own message and fix, no manifest
+    res = setup.prepare(bundle)
+    assert res.returncode == 1
+    out = res.stderr + res.stdout
+    assert f"{tars[0]}: not a readable tar archive" in out and "Re-export the image" in out
+    assert not (bundle / "manifest.json").exists()

@@ -103,6 +103,10 @@ class FakeNode:
     # The drop-in content systemd last loaded (daemon-reload), and what the unit's
     # Environment= shows.
     loaded_dropin: bytes | None = None
+    # `ctr images label` (name -> labels; the snap's import sets none) and the daemon
+    # version `ctr version` reports in its Server: section ("" = the bare answer).
+    image_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    containerd_version: str = ""
     _fail: list[tuple[tuple[str, ...], int, str]] = field(default_factory=list)
     _on: list[tuple[tuple[str, ...], Responder]] = field(default_factory=list)
 
@@ -335,6 +339,12 @@ class FakeNode:
                                             if p.endswith("/hosts.toml") else "")
                     for p in found)
                 return RunResult(a, 0, text, "")
+            case ["ctr" | "/snap/k8s/current/bin/ctr", "version"] if self.containerd_version:
+                if not self.containerd_active:
+                    return fail("ctr: connection refused")
+                v = self.containerd_version
+                return RunResult(a, 0, f"Client:\n  Version:  {v}\n\nServer:\n  Version:  {v}\n"
+                                 "  UUID: 0\n", "")
             case ["ctr" | "/snap/k8s/current/bin/ctr", "version"]:
                 return ok if self.containerd_active else fail("ctr: connection refused")
             case [ctr, "-n", "k8s.io", "images", "pull", "--hosts-dir", _, ref] if ctr in (
@@ -344,6 +354,29 @@ class FakeNode:
                 self.pulled.append(ref)
                 self.images[ref] = "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
                 return ok
+            case [ctr, "-n", "k8s.io", "images", "label", name, *pairs] if ctr in (
+                    "ctr", SNAP_CTR):
+                if not self.containerd_active:
+                    return fail("ctr: failed to dial: connection refused")
+                if name not in self.images:
+                    return fail(f'ctr: image "{name}": not found')
+                labels = self.image_labels.setdefault(name, {})
+                for pair in pairs:
+                    key, _, value = pair.partition("=")
+                    labels[key] = value
+                return RunResult(a, 0, f"{name}\n", "")
+            case [ctr, "-n", "k8s.io", "images", "ls"] if ctr in ("ctr", SNAP_CTR) and (
+                    self.image_labels):
+                if not self.containerd_active:
+                    return fail("ctr: failed to dial: connection refused")
+                head = "REF TYPE DIGEST SIZE PLATFORMS LABELS\n"
+                rows = "".join(
+                    f"{n} application/vnd.oci.image.manifest.v1+json {d} 1.0 MiB {self.platform} "
+                    + ",".join(f"{k}={v}" for k, v in sorted(
+                        {"io.cri-containerd.image": "managed",
+                         **self.image_labels.get(n, {})}.items())) + "\n"
+                    for n, d in sorted(self.images.items()))
+                return RunResult(a, 0, head + rows, "")
             case [ctr, "-n", "k8s.io", "images", "ls"] if ctr in ("ctr", SNAP_CTR):
                 if not self.containerd_active:
                     return fail("ctr: failed to dial: connection refused")
