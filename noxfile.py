@@ -60,6 +60,6 @@ def bench(session: nox.Session) -> None:
     """Benchmarks: print figures, assert nothing about speed (opt-in)."""
     _install(session)
     names = session.posargs or ["verify", "trust", "resolve", "mirror", "sideload", "fullgap",
-                                "delta", "lab"]
+                                "delta", "preflight", "lab"]
     for name in names:
         session.run("python", "-m", f"bench.{name}")

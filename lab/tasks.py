@@ -185,11 +185,13 @@ def shell(c: Context, instance: str, name: str = "lab") -> None:
     "slot": "Preferred address slot (the first free one from here is used).",
     "day2": "The day-2 proof instead: a delta bundle, a rolling upgrade on 2 control "
     "planes and a worker (one made unreachable mid-rollout), a node added later.",
+    "catalogue": "The failure catalogue instead: every known cause induced, caught before "
+    "install with its fix, undone, and the check passing again.",
     "debug": "Log every command run.",
 })
 def prove(c: Context, nodes: int = 2, keep: bool = False, out: str = "reports",
           k8s_snap: bool = False, name: str = "e2e", slot: int = 0, day2: bool = False,
-          debug: bool = False) -> None:
+          catalogue: bool = False, debug: bool = False) -> None:
     """Prove proxy, mirror and sideload end to end in a fresh lab; writes a report."""
     configure_logging(debug)
     from pathlib import Path
@@ -197,6 +199,10 @@ def prove(c: Context, nodes: int = 2, keep: bool = False, out: str = "reports",
     from lab import proof
 
     t0 = time.monotonic()
+    if catalogue:
+        _prove_catalogue(name if name != "e2e" else "catlg", Path(out), keep, int(slot))
+        _print(f"lab.prove --catalogue took {time.monotonic() - t0:.0f} s")
+        return
     if day2:
         _prove_day2(name if name != "e2e" else "day2", Path(out), keep, int(slot))
         _print(f"lab.prove --day2 took {time.monotonic() - t0:.0f} s")
@@ -244,3 +250,21 @@ def _prove_day2(name: str, out: Path, keep: bool, slot: int) -> None:
     _print(f"report: {out / 'day2-report.md'} (and .json)")
     if not report.ok:
         raise Exit("The day-2 proof FAILED: see the report.", code=1)
+
+
+def _prove_catalogue(name: str, out: Path, keep: bool, slot: int) -> None:
+    from lab.proof.catalogue import prove_catalogue
+
+    with user_errors():
+        report = prove_catalogue(name=name, out=out, keep=keep, progress=_say, slot=slot)
+    t = Table(title=f"failure catalogue: {'PASSED' if report.ok else 'FAILED'}")
+    for col in ("cause", "check", "exit", "fix", "after undoing"):
+        t.add_column(col)
+    for r in report.rows:
+        t.add_row(r.cause, r.check, str(r.exit_code), r.fix, r.restored)
+    _print(t)
+    for err in report.errors:
+        _print(f"[red]error:[/red] {err}")
+    _print(f"report: {out / 'catalogue-report.md'} (and .json)")
+    if not report.ok:
+        raise Exit("The failure catalogue FAILED: see the report.", code=1)

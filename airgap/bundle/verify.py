@@ -312,9 +312,9 @@ def _verify_required_snaps(layout: Bundle, manifest: Manifest, report: VerifyRep
         return
     for need in [b for b in (base, "snapd") if b]:
         if need not in names:
-            why = "its base (meta/snap.yaml)" if need == base else "snapd"
+            what = f"its base {need} (meta/snap.yaml)" if need == base else "snapd"
             report.add(f"snaps/{need}.snap", "snap", False,
-                       f"k8s needs {why} {need}, and the bundle does not have it: offline, "
+                       f"k8s needs {what}, and the bundle does not have it: offline, "
                        "snapd would try the store. Resolution: re-run `invoke prepare`.")
 
 
