@@ -131,10 +131,37 @@ def check_binaries() -> None:
     binaries.check(["lab"])
 
 
+# LXD's "server settings for a production setup" (the LXD snap raises these itself;
+# Debian's package does not): every unprivileged container shares the host's per-user
+# limits, and with the kernel's defaults (keyrings: 200) a dozen systemd containers fail
+# to boot (seen: "systemd is degraded: dev-mqueue.mount, run-lock.mount failed" with 12).
+HOST_LIMITS = {
+    "fs/inotify/max_user_instances": 1024,
+    "fs/inotify/max_user_watches": 1048576,
+    "kernel/keys/maxkeys": 2000,
+    "kernel/keys/maxbytes": 2000000,
+}
+
+
+def raise_limits(proc: Path = Path("/proc/sys")) -> list[str]:
+    """Raise the host limits above to at least their values (never lower one)."""
+    done = []
+    for key, want in HOST_LIMITS.items():
+        path = proc / key
+        try:
+            have = int(path.read_text().split()[0])
+            if have < want:
+                path.write_text(f"{want}\n")
+                done.append(f"{key.replace('/', '.')} {have} -> {want}")
+        except (OSError, ValueError, IndexError) as exc:
+            log.warning("cannot raise %s: %s", key, exc)
+    return done
+
+
 def setup_host() -> list[str]:
     """Start LXD if needed and make sure it is initialised; returns what was done."""
     check_binaries()
-    done = []
+    done = raise_limits()
     if start_lxd():
         done.append(f"started LXD (log {LXD_LOG})")
     done += initialise(client())

@@ -45,6 +45,8 @@ def up(spec: LabSpec, *, root: Path | None = None, image_server: str | None = No
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     c = host.client()
+    if raised := host.raise_limits():
+        say(f"host limits for many containers (LXD's production settings): {', '.join(raised)}")
     types = instances.choose_instance_types(c, spec, image_server)
     itype, why = types.services, types.reason
     say(f"instances: {itype.value}s ({why})")
