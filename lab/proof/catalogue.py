@@ -17,9 +17,6 @@ it is simulated at the check's input, and the row says so.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -36,12 +33,12 @@ from airgap.plan import load_plan
 from airgap.plan.lock import read_lock
 from airgap.preflight import preflight
 from airgap.progress import Say, quiet
-from lab import host, lifecycle, network, state
+from lab import lifecycle, network
 from lab.lxd import TRANSPORTS, LXDNode
 from lab.proof.catalogue_causes import Cause, Lab, Outcome, causes, placeholder_route
 from lab.proof.connected import connected_side
 from lab.proof.offline import make_keys
-from lab.proof.steps import Steps, lab_down_step
+from lab.proof.steps import Steps, fresh_lab, run_proof
 from lab.report import environment
 from lab.snapset import signed_snapd_set
 from lab.standin import Authority
@@ -102,32 +99,16 @@ def prove_catalogue(name: str = "catlg", out: Path = Path("reports"), keep: bool
                     progress: Say | None = None, *, root: Path | None = None,
                     slot: int = 0) -> CatalogueReport:
     say = progress or quiet
-    if not host.lxd_answers():
-        host.setup_host()
-    host.initialise(host.client())
-    t0 = time.monotonic()
-    if (state.LabState.read(state.state_dir(name, root)) is not None
-            or host.client().projects.exists(LabSpec(name=name).project)):
-        lifecycle.down(state.spec_from_state(name, root), root=root)
+    fresh_lab(name, root)
     spec = LabSpec(name=name, nodes=2, slot=network.free_slot(slot),
                    instance_type=InstanceType.auto, upstream=Upstream.simulated,
                    runtime=Runtime.snapd)
     report = CatalogueReport(f"{name} (project {spec.project}, slot {spec.slot})",
                              datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
     steps = Steps(report, say)
-    work = Path(tempfile.mkdtemp(prefix=f"k8s-airgap-{name}-"))
-    try:
-        _run(spec, report, steps, work, root, say)
-    except AirgapError as exc:
-        report.errors.append(str(exc).splitlines()[0])
-    except Exception as exc:  # reported, and the lab still comes down
-        report.errors.append(f"{type(exc).__name__}: {exc}")
-    finally:
-        if not keep:
-            lab_down_step(steps, report.errors, spec, root)
-            shutil.rmtree(work, ignore_errors=True)
-        report.seconds = round(time.monotonic() - t0, 1)
-        write_catalogue_report(report, out)
+    run_proof(spec, report, steps, root, keep,
+              lambda work: _run(spec, report, steps, work, root, say),
+              lambda: write_catalogue_report(report, out))
     return report
 
 

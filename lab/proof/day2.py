@@ -25,9 +25,6 @@ and upgrade run with ``--dangerous`` and compare x-revisions by SHA3-384 and ver
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -51,7 +48,7 @@ from airgap.plan import Mode, Plan
 from airgap.plan.images import DOCKER_HUB, parse_image_ref
 from airgap.plan.lock import read_lock
 from airgap.progress import Say, quiet
-from lab import host, lifecycle, network, state
+from lab import lifecycle, network
 from lab.lxd import TRANSPORTS, LXDNode, expose_unix_socket
 from lab.plandocs import offline_plan
 from lab.proof.connected import connected_side
@@ -59,7 +56,7 @@ from lab.proof.evidence import expected_digests
 from lab.proof.offline import make_keys
 from lab.proof.snapd_evidence import k8s_versions
 from lab.proof.standin_proof import _cri_ready, pull_every_image
-from lab.proof.steps import Steps, lab_down_step
+from lab.proof.steps import Steps, fresh_lab, run_proof
 from lab.report import PullRecord, environment
 from lab.snapset import signed_snapd_set
 from lab.standin import Authority
@@ -115,32 +112,16 @@ def prove_day2(name: str = "day2", out: Path = Path("reports"), keep: bool = Fal
                slot: int = 0) -> Day2Report:
     """Run the day-2 proof; the report goes to out/ and is returned (check .ok)."""
     say = progress or quiet
-    if not host.lxd_answers():
-        host.setup_host()
-    host.initialise(host.client())
-    t0 = time.monotonic()
-    if (state.LabState.read(state.state_dir(name, root)) is not None
-            or host.client().projects.exists(LabSpec(name=name).project)):
-        lifecycle.down(state.spec_from_state(name, root), root=root)
+    fresh_lab(name, root)
     spec = LabSpec(name=name, nodes=len(ROLES), slot=network.free_slot(slot),
                    instance_type=InstanceType.auto, upstream=Upstream.simulated,
                    runtime=Runtime.snapd, images=(*DEFAULT_LAB_IMAGES, NEW_IMAGE))
     report = Day2Report(f"{name} (project {spec.project}, slot {spec.slot}, {spec.block})",
                         datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
     steps = Steps(report, say)
-    work = Path(tempfile.mkdtemp(prefix=f"k8s-airgap-{name}-"))
-    try:
-        _run(spec, report, steps, work, root, say)
-    except AirgapError as exc:
-        report.errors.append(str(exc).splitlines()[0])
-    except Exception as exc:  # reported, and the lab still comes down
-        report.errors.append(f"{type(exc).__name__}: {exc}")
-    finally:
-        if not keep:
-            lab_down_step(steps, report.errors, spec, root)
-            shutil.rmtree(work, ignore_errors=True)
-        report.seconds = round(time.monotonic() - t0, 1)
-        write_day2_report(report, out)
+    run_proof(spec, report, steps, root, keep,
+              lambda work: _run(spec, report, steps, work, root, say),
+              lambda: write_day2_report(report, out))
     return report
 
 

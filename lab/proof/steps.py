@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,3 +49,45 @@ def lab_down_step(steps: Steps, errors: list[str], spec: LabSpec, root: Path | N
             row["detail"] = f"{len(res.removed)} objects removed"
         except AirgapError as exc:
             errors.append(f"lab down: {exc.brief}")
+
+
+class ProofReport(HasSteps, Protocol):
+    errors: list[str]
+    seconds: float
+
+
+def fresh_lab(name: str, root: Path | None) -> None:
+    """LXD up and initialised, and any leftovers of an earlier lab of this name gone
+    (only then: down of a lab that was never up would take another lab's slot)."""
+    from lab import host, lifecycle, state
+
+    if not host.lxd_answers():
+        host.setup_host()
+    host.initialise(host.client())
+    if (state.LabState.read(state.state_dir(name, root)) is not None
+            or host.client().projects.exists(LabSpec(name=name).project)):
+        lifecycle.down(state.spec_from_state(name, root), root=root)
+
+
+def run_proof(spec: LabSpec, report: ProofReport, steps: Steps, root: Path | None, keep: bool,
+              body: Callable[[Path], None], write: Callable[[], object]) -> None:
+    """``body(work)`` in a fresh work directory; any error lands in the report; the lab
+    comes down (unless ``keep``) and the report is written, also on failure."""
+    import shutil
+    import tempfile
+    import time
+
+    t0 = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix=f"k8s-airgap-{spec.name}-"))
+    try:
+        body(work)
+    except AirgapError as exc:
+        report.errors.append(str(exc).splitlines()[0])
+    except Exception as exc:  # reported, and the lab still comes down
+        report.errors.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        if not keep:
+            lab_down_step(steps, report.errors, spec, root)
+            shutil.rmtree(work, ignore_errors=True)
+        report.seconds = round(time.monotonic() - t0, 1)
+        write()

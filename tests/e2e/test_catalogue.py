@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.support.require import need, require_binary, require_root
+from tests.e2e.labproof import ProofRun, run_lab_proof
 
 pytestmark = [pytest.mark.e2e, pytest.mark.lxd]
 
@@ -20,30 +17,14 @@ LAB = "catlgt"
 SLOT = int(os.environ.get("K8S_AIRGAP_E2E_CATALOGUE_SLOT", "68"))
 
 
-@dataclass
-class Run:
-    report: object
-    out: Path
+Run = ProofRun
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    require_root()
-    for tool in ("lxd", "debootstrap", "mksquashfs", "curl", "ssh-keygen"):
-        require_binary(tool)
-    from lab import host
+def run(tmp_path_factory: pytest.TempPathFactory) -> ProofRun:
     from lab.proof.catalogue import prove_catalogue
 
-    if not host.lxd_answers():
-        host.setup_host()
-    need(host.lxd_answers(), "LXD is not running (invoke lab.host)")
-    out = Path(os.environ.get("K8S_AIRGAP_E2E_REPORT_DIR") or tmp_path_factory.mktemp("cat"))
-    t0 = time.monotonic()
-    report = prove_catalogue(name=LAB, out=out, root=tmp_path_factory.mktemp("lab"), slot=SLOT,
-                             progress=lambda m: print(f"{time.monotonic() - t0:6.1f} s  {m}",
-                                                      flush=True))
-    print(f"catalogue: {time.monotonic() - t0:.1f} s; report in {out}")
-    return Run(report, out)
+    return run_lab_proof(prove_catalogue, LAB, SLOT, "catalogue", tmp_path_factory)
 
 
 def _rows(run: Run):  # type: ignore[no-untyped-def]

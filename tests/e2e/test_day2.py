@@ -8,13 +8,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.support.require import need, require_binary, require_root
+from tests.e2e.labproof import ProofRun, run_lab_proof
 
 pytestmark = [pytest.mark.e2e, pytest.mark.lxd]
 
@@ -22,30 +19,14 @@ LAB = "day2t"
 SLOT = int(os.environ.get("K8S_AIRGAP_E2E_DAY2_SLOT", "64"))
 
 
-@dataclass
-class Proof:
-    report: object
-    out: Path
+Proof = ProofRun
 
 
 @pytest.fixture(scope="module")
-def proof(tmp_path_factory: pytest.TempPathFactory) -> Proof:
-    require_root()
-    for tool in ("lxd", "debootstrap", "mksquashfs", "curl", "ssh-keygen"):
-        require_binary(tool)
-    from lab import host
+def proof(tmp_path_factory: pytest.TempPathFactory) -> ProofRun:
     from lab.proof.day2 import prove_day2
 
-    if not host.lxd_answers():
-        host.setup_host()
-    need(host.lxd_answers(), "LXD is not running (invoke lab.host)")
-    out = Path(os.environ.get("K8S_AIRGAP_E2E_REPORT_DIR") or tmp_path_factory.mktemp("day2"))
-    t0 = time.monotonic()
-    report = prove_day2(name=LAB, out=out, root=tmp_path_factory.mktemp("lab"), slot=SLOT,
-                        progress=lambda m: print(f"{time.monotonic() - t0:6.1f} s  {m}",
-                                                 flush=True))
-    print(f"day-2 proof: {time.monotonic() - t0:.1f} s; report in {out}")
-    return Proof(report, out)
+    return run_lab_proof(prove_day2, LAB, SLOT, "day-2 proof", tmp_path_factory)
 
 
 def _r(proof: Proof):  # type: ignore[no-untyped-def]
