@@ -113,7 +113,7 @@ def test_ci_run_installs_every_listed_binary_on_a_fresh_debian(fresh_chroot: Pat
 def test_every_listed_host_package_is_one_ci_run_installs_or_debian_requires() -> None:
     # A binary whose package .ci/run does not name is there only if minbase has it.
     packages = set(ci_apt_packages(CI_RUN.read_text()))
-    required_by_debian = {"mount", "passwd", "tar", "util-linux", "coreutils", "libc-bin"}
+    required_by_debian = {"mount", "passwd", "tar", "util-linux", "coreutils", "libc-bin", "dash"}
     wanted = {b.apt_package for b in binaries.host_binaries().values()
               if b.apt_package and not b.optional}
     assert wanted - packages - required_by_debian == set()
